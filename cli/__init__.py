@@ -1,0 +1,1 @@
+"""The `musicvae` command line (installed as the package musicvae_py.cli)."""

@@ -1,0 +1,505 @@
+"""`musicvae`: prepare data, train, evaluate, and generate with music VAEs.
+
+Heavy imports (torch, the models) happen inside the commands, so `musicvae --help` is instant.
+Every error on bad input is one line on stderr and a non-zero exit; `--debug` shows tracebacks.
+"""
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+MODEL_HELP = "A bundled model name (default: mel_2bar), a run folder or a checkpoint folder."
+
+
+class Context:
+    debug: bool = False
+
+
+def run_safely(fn):
+    """Turn the toolkit's errors into one line and exit status 1 (a traceback with --debug)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from musicvae_py.errors import MusicVAEError
+
+        try:
+            return fn(*args, **kwargs)
+        except MusicVAEError as err:
+            if Context.debug:
+                raise
+            click.echo(f"error: {err}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as err:
+            if Context.debug:
+                raise
+            click.echo(f"error: {type(err).__name__}: {err} (rerun with --debug)", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Log library messages to stderr.")
+@click.version_option(package_name="musicvae_py")
+def main(debug: bool, verbose: bool) -> None:
+    """Variational autoencoders for music: MIDI in, models trained, MIDI out."""
+    Context.debug = debug
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+
+
+def model_option(fn):
+    return click.option("--model", "model_spec", default=None, help=MODEL_HELP)(fn)
+
+
+def seed_option(fn):
+    return click.option("--seed", type=int, default=None, help="Seed for repeatable output.")(fn)
+
+
+def temperature_option(fn):
+    return click.option(
+        "--temperature",
+        "-t",
+        type=float,
+        default=0.5,
+        show_default=True,
+        help="Softmax temperature; 0 decodes greedily.",
+    )(fn)
+
+
+def midi_options(fn):
+    fn = click.option(
+        "--qpm",
+        type=float,
+        default=120.0,
+        show_default=True,
+        help="Tempo of written MIDI, quarter notes per minute.",
+    )(fn)
+    fn = click.option(
+        "--program",
+        type=click.IntRange(0, 127),
+        default=0,
+        show_default=True,
+        help="General MIDI program of written melodies.",
+    )(fn)
+    fn = click.option(
+        "--velocity",
+        type=click.IntRange(1, 127),
+        default=80,
+        show_default=True,
+        help="Velocity of written notes.",
+    )(fn)
+    fn = click.option("--plot", is_flag=True, help="Also write a piano-roll PNG per MIDI.")(fn)
+    fn = click.option("--force", is_flag=True, help="Overwrite existing output files.")(fn)
+    return fn
+
+
+def _write_outputs(model, outputs: list[tuple[Path, "object"]], opts: dict) -> None:
+    """Write (path, tokens) pairs as MIDI (and PNG), refusing to overwrite unless --force."""
+    from musicvae_py.converters.melody import tokens_to_notelist
+    from musicvae_py.fileio import check_writable
+    from musicvae_py.plotting import piano_roll_png
+
+    paths = [p for p, _ in outputs]
+    if opts["plot"]:
+        paths += [p.with_suffix(".png") for p, _ in outputs]
+    check_writable(paths, opts["force"])
+    for path, tokens in outputs:
+        model.save_midi(tokens, path, opts["qpm"], opts["program"], opts["velocity"])
+        if opts["plot"]:
+            track = tokens_to_notelist(tokens.ravel(), model.config.data)
+            piano_roll_png([track], path.with_suffix(".png"))
+        click.echo(f"wrote {path}")
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare
+
+
+@main.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Dataset folder.")
+@click.option(
+    "--config",
+    "config_name",
+    default="mel_2bar_small",
+    show_default=True,
+    help="Config whose data settings decide the windows.",
+)
+@click.option(
+    "--valid-fraction",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="Fraction of files held out for evaluation.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the held-out split.")
+@click.option("--workers", type=int, default=None, help="Processes (default: all cores).")
+@click.option(
+    "--track",
+    "tracks",
+    multiple=True,
+    help="Read only tracks of this name from files that have one (repeatable).",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing dataset.")
+@run_safely
+def prepare(sources, out, config_name, valid_fraction, seed, workers, tracks, force) -> None:
+    """Turn MIDI files and folders (recursive) into a dataset of windows."""
+    from tqdm import tqdm
+
+    from musicvae_py.configs import get_config
+    from musicvae_py.data.prepare import prepare_dataset
+    from musicvae_py.errors import OutputExistsError
+
+    if (out / "meta.json").exists() and not force:
+        raise OutputExistsError(f"{out}: already holds a dataset (use --force to overwrite)")
+    config = get_config(config_name)
+    bar = tqdm(total=0, unit="file", desc="prepare", file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(1)
+
+    report = prepare_dataset(
+        list(sources), out, config.data, valid_fraction, seed, workers, tuple(tracks), progress
+    )
+    bar.close()
+    click.echo(f"files read:          {report.files_read} of {report.files_found}")
+    skipped = sum(report.files_skipped.values())
+    click.echo(f"files skipped:       {skipped}")
+    for reason, count in report.files_skipped.items():
+        click.echo(f"  {reason:<17}  {count}   e.g. {report.skipped_examples[reason][0]}")
+    click.echo(
+        f"windows kept:        train {report.windows_kept['train']}, "
+        f"valid {report.windows_kept['valid']}"
+    )
+    click.echo(f"duplicates dropped:  {report.duplicates_dropped}")
+    click.echo(f"held-out windows also in train: {report.heldout_seen_in_train}")
+    meters = ", ".join(f"{m} {n}" for m, n in report.windows_per_meter.items())
+    click.echo(f"windows per meter:   {meters or 'none'}")
+    for problem in report.walk_problems:
+        click.echo(f"warning: {problem}", err=True)
+    click.echo(f"dataset written to {out}")
+
+
+# ---------------------------------------------------------------------------------------------
+# train and evaluate
+
+
+@main.command()
+@click.option("--config", "config_name", default=None, help="Named config (`musicvae configs`).")
+@click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Dataset folder written by `musicvae prepare`.",
+)
+@click.option(
+    "--out",
+    "run_dir",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Run folder for checkpoints and the log.",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--init-from", default=None, help="Start from the weights of this model.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--steps", type=int, default=None, help="Total steps (default: the config's).")
+@click.option("--batch-size", type=int, default=None, help="Override the config's batch size.")
+@click.option("--log-every", type=int, default=100, show_default=True)
+@click.option("--eval-every", type=int, default=1000, show_default=True)
+@click.option("--checkpoint-every", type=int, default=500, show_default=True)
+@click.option(
+    "--eval-windows",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Held-out windows per evaluation (0 for all).",
+)
+@click.option("--threads", type=int, default=None, help="Torch threads (default: torch's).")
+@click.option("--force", is_flag=True, help="Start afresh even if --out holds a run.")
+@run_safely
+def train(
+    config_name,
+    data_dir,
+    run_dir,
+    resume,
+    init_from,
+    seed,
+    steps,
+    batch_size,
+    log_every,
+    eval_every,
+    checkpoint_every,
+    eval_windows,
+    threads,
+    force,
+) -> None:
+    """Train a model; one log line per interval, held-out metrics every --eval-every steps."""
+    from musicvae_py.configs import get_config
+    from musicvae_py.data.dataset import load_dataset
+    from musicvae_py.errors import ConfigError, OutputExistsError
+    from musicvae_py.training.trainer import Trainer, TrainOptions
+
+    has_run = (run_dir / "latest.json").exists()
+    if has_run and not (resume or force):
+        raise OutputExistsError(f"{run_dir}: already holds a run (use --resume or --force)")
+    if resume and not has_run:
+        raise ConfigError(f"{run_dir}: no run to resume (no latest.json)")
+    if not resume and config_name is None:
+        raise ConfigError("--config is required for a new run")
+    config = get_config(config_name) if config_name else None
+    if config is not None and batch_size:
+        config = config.replace(train={"batch_size": batch_size})
+    dataset = load_dataset(data_dir)
+    options = TrainOptions(
+        num_steps=steps,
+        seed=seed,
+        log_every=log_every,
+        eval_every=eval_every,
+        checkpoint_every=checkpoint_every,
+        eval_windows=eval_windows or None,
+        threads=threads,
+    )
+    trainer = Trainer(
+        config, dataset, run_dir, options, resume=resume, init_from=init_from, report=click.echo
+    )
+    click.echo(
+        f"config {trainer.config.name}: {sum(p.numel() for p in trainer.model.parameters())}"
+        f" parameters, {dataset.num_examples('train')} training windows"
+    )
+    trainer.run()
+    click.echo(f"done: {run_dir}")
+
+
+@main.command()
+@model_option
+@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path))
+@click.option("--split", default="valid", show_default=True)
+@click.option("--max-windows", type=int, default=None, help="Evaluate a seeded subset.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@run_safely
+def evaluate(model_spec, data_dir, split, max_windows, seed, as_json) -> None:
+    """Held-out metrics: teacher-forced and sampled accuracy, per-class accuracy, ELBO."""
+    from musicvae_py.data.dataset import load_dataset
+    from musicvae_py.training.checkpoint import load_model
+    from musicvae_py.training.evaluate import evaluate_model
+
+    model, config = load_model(model_spec)
+    dataset = load_dataset(data_dir)
+    dataset.check_compatible(config)
+    metrics = evaluate_model(model, dataset, split, seed=seed, max_examples=max_windows)
+    if as_json:
+        click.echo(json.dumps(metrics, indent=2))
+        return
+    click.echo(f"{'metric':<26} value")
+    for key, value in metrics.items():
+        click.echo(f"{key:<26} {value:.4f}" if isinstance(value, float) else f"{key:<26} {value}")
+
+
+# ---------------------------------------------------------------------------------------------
+# generation
+
+
+@main.command()
+@model_option
+@click.option("-n", "count", type=click.IntRange(1, 10_000), default=5, show_default=True)
+@temperature_option
+@seed_option
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@midi_options
+@run_safely
+def sample(model_spec, count, temperature, seed, out, **opts) -> None:
+    """Sample N melodies from the prior and write one MIDI file each."""
+    from musicvae_py.inference import MelodyVAE
+
+    model = MelodyVAE.load(model_spec)
+    tokens = model.sample(count, temperature, seed)
+    width = max(3, len(str(count)))
+    outputs = [(out / f"sample-{i + 1:0{width}d}.mid", t) for i, t in enumerate(tokens)]
+    _write_outputs(model, outputs, opts)
+
+
+def _pick_window(model, path: Path, index: int | None):
+    """The one window of `path` to use, or an error listing the choices."""
+    from musicvae_py.errors import MultipleExamplesError
+
+    windows = model.windows_from_midi(path)
+    try:
+        return windows.pick(index)
+    except MultipleExamplesError:
+        click.echo(f"{path} yields {len(windows.windows)} windows:", err=True)
+        for line in windows.describe():
+            click.echo(f"  {line}", err=True)
+        raise
+
+
+@main.command()
+@click.argument("midi_a", type=click.Path(path_type=Path))
+@click.argument("midi_b", type=click.Path(path_type=Path))
+@model_option
+@click.option(
+    "--steps",
+    type=click.IntRange(2, 1000),
+    default=5,
+    show_default=True,
+    help="Points on the path, both endpoints included.",
+)
+@click.option(
+    "--window",
+    "windows",
+    type=int,
+    multiple=True,
+    help="Window index per input, in input order; one value applies to both.",
+)
+@temperature_option
+@seed_option
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
+@midi_options
+@run_safely
+def interpolate(midi_a, midi_b, model_spec, steps, windows, temperature, seed, out, **opts):
+    """Slerp between the latent means of two MIDI inputs; one MIDI per step plus all in one."""
+    import numpy as np
+
+    from musicvae_py.inference import MelodyVAE
+
+    model = MelodyVAE.load(model_spec)
+    picks = list(windows) * 2 if len(windows) == 1 else list(windows) + [None, None]
+    a = _pick_window(model, midi_a, picks[0])
+    b = _pick_window(model, midi_b, picks[1])
+    tokens = model.interpolate(a, b, steps, temperature, seed)
+    width = max(2, len(str(steps)))
+    outputs = [(out / f"interp-{i:0{width}d}.mid", t) for i, t in enumerate(tokens)]
+    outputs.append((out / "interp-all.mid", np.concatenate(list(tokens))))
+    _write_outputs(model, outputs, opts)
+
+
+@main.command()
+@click.argument("midi", type=click.Path(path_type=Path))
+@model_option
+@click.option("--window", type=int, default=None, help="Which window of the input to use.")
+@temperature_option
+@seed_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output MIDI (default: <input>-reconstruction.mid in the current folder).",
+)
+@midi_options
+@run_safely
+def reconstruct(midi, model_spec, window, temperature, seed, out, **opts) -> None:
+    """Encode a MIDI input and decode it again."""
+    from musicvae_py.inference import MelodyVAE
+
+    model = MelodyVAE.load(model_spec)
+    tokens = model.reconstruct(_pick_window(model, midi, window), temperature, seed)
+    out = out or Path(f"{midi.stem}-reconstruction.mid")
+    _write_outputs(model, [(out, tokens[0])], opts)
+
+
+@main.command()
+@click.argument("midi", type=click.Path(path_type=Path))
+@model_option
+@click.option("--window", type=int, default=None, help="Which window of the input to use.")
+@seed_option
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A .npy ([3, z_size]: z, mu, sigma) or .json file; default: JSON to stdout.",
+)
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@run_safely
+def encode(midi, model_spec, window, seed, out, force) -> None:
+    """Encode a MIDI input to its latent z, mean and standard deviation."""
+    import io
+
+    import numpy as np
+    import torch
+
+    from musicvae_py.errors import ConfigError
+    from musicvae_py.fileio import write_bytes
+    from musicvae_py.inference import MelodyVAE
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = MelodyVAE.load(model_spec)
+    z, mu, sigma = model.encode(_pick_window(model, midi, window))
+    record = {"z": z[0].tolist(), "mu": mu[0].tolist(), "sigma": sigma[0].tolist()}
+    if out is None:
+        click.echo(json.dumps(record))
+    elif out.suffix == ".npy":
+        buffer = io.BytesIO()
+        np.save(buffer, np.stack([z[0], mu[0], sigma[0]]))
+        write_bytes(out, buffer.getvalue(), overwrite=force)
+        click.echo(f"wrote {out}")
+    elif out.suffix == ".json":
+        write_bytes(out, json.dumps(record).encode(), overwrite=force)
+        click.echo(f"wrote {out}")
+    else:
+        raise ConfigError(f"{out}: output must end in .npy or .json")
+
+
+# ---------------------------------------------------------------------------------------------
+# models and configs
+
+
+@main.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--half", is_flag=True, help="Store weights as float16 (half the size).")
+@click.option("--force", is_flag=True)
+@run_safely
+def export(run, dest, half, force) -> None:
+    """Copy a run's latest weights and config into a standalone model folder."""
+    import torch
+
+    from musicvae_py.fileio import check_writable, write_json
+    from musicvae_py.training.checkpoint import CONFIG, WEIGHTS, load_model
+
+    model, config = load_model(run)
+    check_writable([dest / WEIGHTS, dest / CONFIG], force)
+    from safetensors.torch import save_file
+
+    from musicvae_py.fileio import write_with
+
+    dtype = torch.float16 if half else torch.float32
+    weights = {k: v.to(dtype).contiguous() for k, v in model.state_dict().items()}
+    write_with(dest / WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
+    write_json(dest / CONFIG, {"format": 1, "config": config.to_dict()})
+    click.echo(f"wrote {dest}")
+
+
+@main.command()
+def models() -> None:
+    """List the bundled models."""
+    from musicvae_py.training.checkpoint import bundled_models
+
+    for name, path in bundled_models().items():
+        config = json.loads((path / "config.json").read_text())["config"]
+        click.echo(f"{name:<16} config {config['name']:<16} {config.get('description', '')}")
+
+
+@main.command()
+def configs() -> None:
+    """List the named configs."""
+    from musicvae_py.configs import CONFIGS
+
+    for name, config in CONFIGS.items():
+        click.echo(f"{name:<18} {config.description}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Named configs: what data a model reads, how it is built, and how it is trained.
+
+A `Config` is frozen and JSON-serialisable; the resolved config is saved beside every checkpoint
+and is enough to rebuild the model. Units are in the field names or the comments: steps are
+16th notes (4 steps per quarter), bits are KL bits (nats / ln 2).
+"""
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from musicvae_py.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How MIDI becomes windows of event tokens."""
+
+    kind: str = "melody"  # representation name, see musicvae_py.converters
+    window_steps: int = 32  # 2 bars of 4/4 at 16 steps per bar
+    hop_steps: int = 16  # windows start every 4/4 bar
+    min_pitch: int = 21  # A0, lowest pitch kept
+    max_pitch: int = 108  # C8, highest pitch kept
+    programs: tuple[int, int] | None = (0, 31)  # inclusive program range, None keeps all
+    gap_steps: int = 16  # this much silence ends a melody (one 4/4 bar)
+    max_melody_steps: int = 1600  # melodies are cut to 100 bars before windowing
+    transpose: int = 5  # training-time transposition, +- semitones
+
+    @property
+    def num_classes(self) -> int:
+        """Token vocabulary: no event, note off, one note-on per pitch."""
+        return 2 + self.max_pitch - self.min_pitch + 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Sizes of the recurrent VAE. Encoder sizes are per direction."""
+
+    encoder_sizes: tuple[int, ...] = (512,)
+    decoder_sizes: tuple[int, ...] = (256, 256)
+    z_size: int = 256
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Loss, schedules and optimiser settings (see the README for the formulas)."""
+
+    batch_size: int = 512
+    free_bits: float = 0.0  # KL allowed for free, in bits, on the total KL per example
+    max_beta: float = 0.2
+    beta_rate: float = 0.99999  # beta = max_beta * (1 - beta_rate ** step)
+    sampling_schedule: str = "inverse_sigmoid"  # constant | exponential | inverse_sigmoid
+    sampling_rate: float = 1000.0
+    learning_rate: float = 1e-3
+    min_learning_rate: float = 1e-5
+    decay_rate: float = 0.9999  # lr = (lr0 - lr_min) * decay_rate ** step + lr_min
+    grad_clip: float = 1.0  # global-norm clip
+    grad_norm_clip_to_zero: float = 1e4  # above this norm the step's gradients become zero
+    num_steps: int = 50_000
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+
+
+@dataclass(frozen=True)
+class Config:
+    """A complete, named experiment: data, model and training settings."""
+
+    name: str
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; `Config.from_dict` reverses it."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Config":
+        """Rebuild a config saved by `to_dict`; unknown keys are an error."""
+        try:
+            return cls(
+                name=d["name"],
+                data=_build(DataConfig, d.get("data", {})),
+                model=_build(ModelConfig, d.get("model", {})),
+                train=_build(TrainConfig, d.get("train", {})),
+                description=d.get("description", ""),
+            )
+        except (KeyError, TypeError) as err:
+            raise ConfigError(f"invalid config: {err}") from err
+
+    def replace(self, **sections: Any) -> "Config":
+        """A copy with some fields of some sections changed: replace(train={'num_steps': 10})."""
+        updates: dict[str, Any] = {}
+        for section, values in sections.items():
+            if section in ("name", "description"):
+                updates[section] = values
+                continue
+            current = getattr(self, section)
+            try:
+                updates[section] = dataclasses.replace(current, **values)
+            except TypeError as err:
+                raise ConfigError(f"invalid override for {section}: {err}") from err
+        return dataclasses.replace(self, **updates)
+
+
+def _build(kind: type, values: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(kind)}
+    unknown = set(values) - names
+    if unknown:
+        raise ConfigError(f"unknown {kind.__name__} fields: {sorted(unknown)}")
+    fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return kind(**fixed)
+
+
+_MELODY_2BAR = DataConfig()
+
+CONFIGS: dict[str, Config] = {
+    "mel_2bar_small": Config(
+        name="mel_2bar_small",
+        description="2-bar melodies, the reference's cat-mel_2bar_small sizes",
+        data=_MELODY_2BAR,
+        model=ModelConfig(encoder_sizes=(512,), decoder_sizes=(256, 256), z_size=256),
+        train=TrainConfig(),
+    ),
+    "mel_2bar_base": Config(
+        name="mel_2bar_base",
+        description="2-bar melodies, sized to train on a laptop CPU within an hour",
+        data=_MELODY_2BAR,
+        model=ModelConfig(encoder_sizes=(256,), decoder_sizes=(256, 256), z_size=128),
+        train=TrainConfig(
+            batch_size=64,
+            free_bits=48.0,
+            max_beta=0.2,
+            beta_rate=0.99995,
+            sampling_schedule="constant",
+            sampling_rate=0.0,
+            decay_rate=0.99975,
+            num_steps=12_000,
+        ),
+    ),
+    "mel_2bar_tiny": Config(
+        name="mel_2bar_tiny",
+        description="2-bar melodies, tiny, for tests",
+        data=_MELODY_2BAR,
+        model=ModelConfig(encoder_sizes=(32,), decoder_sizes=(32,), z_size=8),
+        train=TrainConfig(
+            batch_size=8,
+            max_beta=0.0,
+            beta_rate=0.0,
+            sampling_schedule="constant",
+            sampling_rate=0.0,
+            learning_rate=1e-2,
+            decay_rate=1.0,
+            num_steps=200,
+        ),
+    ),
+}
+
+
+def get_config(name: str) -> Config:
+    """Look up a named config; the error lists the known names."""
+    try:
+        return CONFIGS[name]
+    except KeyError:
+        known = ", ".join(sorted(CONFIGS))
+        raise ConfigError(f"unknown config {name!r} (known: {known})") from None

@@ -1,0 +1,1 @@
+"""Converters between MIDI files and the tensors the models read."""

@@ -1,0 +1,231 @@
+"""Turn MIDI files and folders into a prepared dataset, in parallel, skipping bad files.
+
+A dataset folder holds `train.npy` and `valid.npy` (uint8 [windows, steps]) and `meta.json`
+(the data config, the files of each split and the report). The held-out split is made by file,
+so no file contributes windows to both splits.
+"""
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from musicvae_py.configs import DataConfig
+from musicvae_py.converters.melody import extract_windows, melody_tracks
+from musicvae_py.converters.midi_io import read_midi
+from musicvae_py.errors import DatasetError, MidiReadError
+from musicvae_py.fileio import write_json, write_with
+
+log = logging.getLogger(__name__)
+
+MIDI_SUFFIXES = (".mid", ".midi")
+DATASET_FORMAT = 1
+
+# Every reason a file can be skipped, with what it means; the README lists the same table.
+SKIP_REASONS = {
+    "unreadable": "not a MIDI file, truncated, malformed, or without read permission",
+    "too large": "bigger than the 64 MiB limit",
+    "no notes": "the file parses but holds no notes",
+    "no melody": "no notes on a melodic track in the pitch and program range (drums only, ...)",
+    "too short": "melodies found, but none is as long as one window",
+    "error": "an unexpected failure while converting; rerun with --debug for the traceback",
+}
+
+
+def find_midi_files(sources: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """All MIDI files under `sources` (files or folders, recursive), sorted, each once.
+
+    Returns the files and a list of problems met while walking (missing paths, loops).
+    """
+    found: set[Path] = set()
+    problems: list[str] = []
+    for source in sources:
+        path = Path(source)
+        if path.is_file():
+            found.add(path)
+        elif path.is_dir():
+            found.update(_walk(path, problems))
+        else:
+            problems.append(f"{path}: no such file or folder")
+    return sorted(found), problems
+
+
+def _walk(root: Path, problems: list[str]) -> Iterator[Path]:
+    # os.walk does not follow folder links, so a link loop cannot trap the search;
+    # linked folders are followed once each by their resolved path.
+    visited: set[Path] = set()
+    pending = [root]
+    while pending:
+        top = pending.pop()
+        real = top.resolve()
+        if real in visited:
+            continue
+        visited.add(real)
+        for folder, dirs, files in os.walk(top, onerror=lambda e: problems.append(str(e))):
+            for name in files:
+                if name.lower().endswith(MIDI_SUFFIXES):
+                    yield Path(folder) / name
+            for name in dirs:
+                if os.path.islink(os.path.join(folder, name)):
+                    pending.append(Path(folder) / name)
+
+
+@dataclass
+class FileResult:
+    """What one file gave: windows and meters, or the reason it was skipped."""
+
+    path: str
+    windows: np.ndarray | None = None
+    meters: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    reason: str = ""
+    detail: str = ""
+
+
+def convert_file(path: str, cfg: DataConfig, track_names: tuple[str, ...] = ()) -> FileResult:
+    """Extract the windows of one file, or say why there are none. Never raises."""
+    try:
+        score = read_midi(path)
+        if not any(len(t) for t in score.tracks):
+            return FileResult(path, reason="no notes")
+        if track_names:
+            # Files with a track of a wanted name give only those tracks; others give all.
+            wanted = {n.lower() for n in track_names}
+            named = [t for t in score.tracks if t.name.strip().lower() in wanted]
+            score.tracks = named or score.tracks
+        if not melody_tracks(score, cfg):
+            return FileResult(path, reason="no melody", detail="no melodic track")
+        extraction = extract_windows(score, cfg)
+        if extraction.melodies == 0:
+            return FileResult(path, reason="no melody", detail="no notes in range")
+        if len(extraction.windows) == 0:
+            return FileResult(path, reason="too short")
+        return FileResult(path, extraction.windows, extraction.meters, extraction.starts)
+    except MidiReadError as err:
+        return FileResult(path, reason=err.reason, detail=err.detail)
+    except Exception as err:  # a converter bug must not stop a corpus job
+        log.debug("conversion of %s failed", path, exc_info=True)
+        return FileResult(path, reason="error", detail=f"{type(err).__name__}: {err}")
+
+
+def _convert_star(args: tuple[str, DataConfig, tuple[str, ...]]) -> FileResult:
+    return convert_file(*args)
+
+
+@dataclass
+class PrepareReport:
+    """Counts of a prepare run; printed by the command line and saved in meta.json."""
+
+    files_found: int = 0
+    files_read: int = 0
+    files_skipped: dict[str, int] = field(default_factory=dict)
+    windows_kept: dict[str, int] = field(default_factory=dict)
+    duplicates_dropped: int = 0
+    heldout_seen_in_train: int = 0
+    windows_per_meter: dict[str, int] = field(default_factory=dict)
+    skipped_examples: dict[str, list[str]] = field(default_factory=dict)
+    walk_problems: list[str] = field(default_factory=list)
+
+
+def split_of(path: str, seed: int, valid_fraction: float) -> str:
+    """Seeded, order-independent split of a file: a hash of its name decides."""
+    digest = hashlib.sha256(f"{seed}:{Path(path).as_posix()}".encode()).digest()
+    return "valid" if int.from_bytes(digest[:8], "big") / 2**64 < valid_fraction else "train"
+
+
+def prepare_dataset(
+    sources: list[str | Path],
+    out: str | Path,
+    cfg: DataConfig,
+    valid_fraction: float = 0.1,
+    seed: int = 0,
+    workers: int | None = None,
+    track_names: tuple[str, ...] = (),
+    progress: Callable[[int, int], None] | None = None,
+) -> PrepareReport:
+    """Convert every MIDI file under `sources` into a dataset folder `out`.
+
+    Duplicate windows are dropped within each split. `progress(done, total)` is called after
+    each file. Returns the report, also saved in `out/meta.json`.
+    """
+    files, problems = find_midi_files(sources)
+    report = PrepareReport(files_found=len(files), walk_problems=problems)
+    if not files:
+        raise DatasetError(f"{', '.join(map(str, sources))}: no MIDI files found")
+
+    workers = workers or os.cpu_count() or 1
+    jobs = [(str(f), cfg, tuple(track_names)) for f in files]
+    kept: dict[str, list[np.ndarray]] = {"train": [], "valid": []}
+    meters: dict[str, list[str]] = {"train": [], "valid": []}
+    split_files: dict[str, list[str]] = {"train": [], "valid": []}
+    skipped: Counter[str] = Counter()
+    results = _run(jobs, workers)
+    for done, result in enumerate(results, 1):
+        if result.windows is None:
+            skipped[result.reason] += 1
+            examples = report.skipped_examples.setdefault(result.reason, [])
+            if len(examples) < 5:
+                examples.append(f"{result.path}: {result.detail}" if result.detail else result.path)
+        else:
+            report.files_read += 1
+            split = split_of(result.path, seed, valid_fraction)
+            kept[split].append(result.windows)
+            meters[split].extend(result.meters)
+            split_files[split].append(result.path)
+        if progress:
+            progress(done, len(jobs))
+    report.files_skipped = dict(skipped.most_common())
+
+    arrays, per_meter = {}, Counter()
+    train_keys: set[bytes] = set()
+    for split in ("train", "valid"):
+        rows = np.concatenate(kept[split]) if kept[split] else np.zeros((0, cfg.window_steps))
+        rows = rows.astype(np.uint8)
+        _, first = np.unique(rows, axis=0, return_index=True) if len(rows) else ([], [])
+        first = np.sort(np.asarray(first, dtype=np.int64))
+        report.duplicates_dropped += len(rows) - len(first)
+        arrays[split] = rows[first]
+        per_meter.update(meters[split][i] for i in first)
+        keys = {r.tobytes() for r in arrays[split]}
+        if split == "train":
+            train_keys = keys
+        else:
+            report.heldout_seen_in_train = len(keys & train_keys)
+        report.windows_kept[split] = len(first)
+    report.windows_per_meter = dict(per_meter.most_common())
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for split, rows in arrays.items():
+        write_with(out / f"{split}.npy", lambda tmp, r=rows: _save_npy(tmp, r))
+    meta = {
+        "format": DATASET_FORMAT,
+        "data": asdict(cfg),
+        "splits": {s: {"windows": len(arrays[s]), "files": sorted(split_files[s])} for s in arrays},
+        "seed": seed,
+        "valid_fraction": valid_fraction,
+        "track_names": list(track_names),
+        "report": asdict(report),
+    }
+    write_json(out / "meta.json", meta)
+    log.info("prepared %s: %s", out, report.windows_kept)
+    return report
+
+
+def _save_npy(path: Path, rows: np.ndarray) -> None:
+    with open(path, "wb") as f:
+        np.save(f, rows)
+
+
+def _run(jobs: list[tuple[str, DataConfig, tuple[str, ...]]], workers: int) -> Iterator[FileResult]:
+    if workers <= 1 or len(jobs) < 8:
+        yield from map(_convert_star, jobs)
+        return
+    with get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap_unordered(_convert_star, jobs, chunksize=16)

@@ -1,0 +1,67 @@
+"""Safe file output: write to a temporary name in the same folder, then rename.
+
+A process killed at any moment leaves either the old file or the new one, never half of one.
+"""
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from musicvae_py.errors import MusicVAEError, OutputExistsError
+
+
+@contextmanager
+def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` when the block succeeds."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+        os.close(fd)
+    except OSError as err:
+        raise MusicVAEError(f"{folder}: cannot write here ({err.strerror})") from err
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except OSError as err:
+        raise MusicVAEError(f"{path}: write failed ({err.strerror})") from err
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_bytes(path: str | Path, data: bytes, overwrite: bool = True) -> None:
+    """Write `data` to `path` atomically, flushed to disk before the rename."""
+    with atomic_path(path, overwrite) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def write_json(path: str | Path, obj: Any, overwrite: bool = True) -> None:
+    """Write `obj` as indented JSON to `path` atomically."""
+    write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode(), overwrite)
+
+
+def write_with(path: str | Path, writer: Callable[[Path], None], overwrite: bool = True) -> None:
+    """Call `writer(tmp_path)` and rename its output onto `path` when it succeeds."""
+    with atomic_path(path, overwrite) as tmp:
+        writer(tmp)
+
+
+def check_writable(paths: list[Path], overwrite: bool) -> None:
+    """Refuse before any work starts when an output exists and `overwrite` is False."""
+    if overwrite:
+        return
+    for path in paths:
+        if path.exists():
+            raise OutputExistsError(f"{path}: already exists (use --force to overwrite)")

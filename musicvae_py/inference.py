@@ -1,0 +1,163 @@
+"""The Python API for trained models: sample, encode, decode, interpolate, reconstruct.
+
+    from musicvae_py import MelodyVAE
+    model = MelodyVAE.load()                      # the bundled 2-bar melody model
+    tokens = model.sample(4, temperature=0.5, seed=1)
+    model.save_midi(tokens[0], "melody.mid")
+    z, mu, sigma = model.encode(model.windows_from_midi("tune.mid").windows[:1])
+
+Token arrays are int64 [n, steps]; latent arrays are float32 [n, z_size].
+"""
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from musicvae_py.configs import Config
+from musicvae_py.converters.melody import tokens_to_notelist
+from musicvae_py.converters.midi_io import write_midi
+from musicvae_py.errors import MidiReadError, MultipleExamplesError, NoExamplesError
+from musicvae_py.models.core import slerp
+from musicvae_py.training.checkpoint import load_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InputWindows:
+    """The windows one MIDI file yields, with where each starts and its meter."""
+
+    path: str
+    windows: np.ndarray  # int64 [n, steps]
+    starts: list[int]
+    meters: list[str]
+
+    def describe(self) -> list[str]:
+        """One line per window: its index, the 16th-note steps it spans, and its meter."""
+        width = self.windows.shape[1]
+        return [
+            f"[{i}] steps {start}-{start + width - 1} ({meter})"
+            for i, (start, meter) in enumerate(zip(self.starts, self.meters, strict=True))
+        ]
+
+    def pick(self, index: int | None) -> np.ndarray:
+        """One window, int64 [1, steps]; several windows and no index is an error."""
+        if index is None:
+            if len(self.windows) > 1:
+                raise MultipleExamplesError(
+                    f"{self.path}: yields {len(self.windows)} windows; choose one with --window",
+                    len(self.windows),
+                )
+            index = 0
+        if not 0 <= index < len(self.windows):
+            raise NoExamplesError(
+                f"{self.path}: window {index} does not exist (0-{len(self.windows) - 1})"
+            )
+        return self.windows[index : index + 1]
+
+
+class MelodyVAE:
+    """A trained melody model, loaded from a bundled name or a checkpoint."""
+
+    def __init__(self, model: torch.nn.Module, config: Config):
+        self.model = model.eval()
+        self.config = config
+
+    @classmethod
+    def load(cls, spec: str | Path | None = None) -> "MelodyVAE":
+        """Load a bundled model by name (default "mel_2bar"), a run folder or a checkpoint."""
+        model, config = load_model(spec)
+        return cls(model, config)
+
+    @property
+    def steps(self) -> int:
+        return self.config.data.window_steps
+
+    @property
+    def z_size(self) -> int:
+        return self.config.model.z_size
+
+    def windows_from_midi(self, path: str | Path) -> InputWindows:
+        """All windows of a MIDI file; raises with the reason when there are none."""
+        from musicvae_py.data.prepare import convert_file
+
+        result = convert_file(str(path), self.config.data)
+        if result.windows is None:
+            detail = f" ({result.detail})" if result.detail else ""
+            if result.reason == "too short":
+                detail = f" (no melody lasts {self.steps} steps)"
+            error = MidiReadError if result.reason in ("unreadable", "too large") else None
+            if error:
+                raise MidiReadError(str(path), result.reason, result.detail)
+            raise NoExamplesError(f"{path}: {result.reason}{detail}")
+        return InputWindows(
+            str(path), result.windows.astype(np.int64), result.starts, result.meters
+        )
+
+    @torch.no_grad()
+    def encode(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """tokens int [n, steps] -> (z, mu, sigma), each float32 [n, z_size]."""
+        mu, sigma = self.model.encode(torch.as_tensor(tokens, dtype=torch.long))
+        z = mu + sigma * torch.randn_like(sigma)
+        return z.numpy(), mu.numpy(), sigma.numpy()
+
+    @torch.no_grad()
+    def decode(
+        self, z: np.ndarray, temperature: float = 0.5, seed: int | None = None
+    ) -> np.ndarray:
+        """z float [n, z_size] -> tokens int64 [n, steps]; temperature 0 decodes greedily."""
+        generator = _generator(seed)
+        _, tokens = self.model.autoregress(
+            torch.as_tensor(z, dtype=torch.float32), temperature=temperature, generator=generator
+        )
+        return tokens.numpy()
+
+    def sample(self, n: int, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
+        """n melodies decoded from z ~ N(0, I): int64 [n, steps]."""
+        generator = _generator(seed)
+        z = torch.randn(n, self.z_size, generator=generator)
+        return self.decode(z.numpy(), temperature, None if seed is None else seed + 1)
+
+    def interpolate(
+        self,
+        start: np.ndarray,
+        end: np.ndarray,
+        steps: int = 5,
+        temperature: float = 0.5,
+        seed: int | None = None,
+    ) -> np.ndarray:
+        """Slerp between the posterior means of two windows (int [steps] or [1, steps]),
+        endpoints included: int64 [steps, window_steps]."""
+        if steps < 2:
+            raise ValueError("an interpolation needs at least 2 steps")
+        _, mu, _ = self.encode(np.stack([np.ravel(start), np.ravel(end)]))
+        a, b = torch.from_numpy(mu[0]), torch.from_numpy(mu[1])
+        path = slerp(a, b, torch.linspace(0.0, 1.0, steps))
+        return self.decode(path.numpy(), temperature, seed)
+
+    def reconstruct(
+        self, tokens: np.ndarray, temperature: float = 0.5, seed: int | None = None
+    ) -> np.ndarray:
+        """Encode windows int [n, steps] to their means and decode them again."""
+        _, mu, _ = self.encode(tokens)
+        return self.decode(mu, temperature, seed)
+
+    def save_midi(
+        self,
+        tokens: np.ndarray,
+        path: str | Path,
+        qpm: float = 120.0,
+        program: int = 0,
+        velocity: int = 80,
+        overwrite: bool = True,
+    ) -> None:
+        """Write one token sequence (any length) as a one-track MIDI file."""
+        track = tokens_to_notelist(np.ravel(tokens), self.config.data, program, velocity)
+        write_midi(path, [track], qpm=qpm, overwrite=overwrite)
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(seed)

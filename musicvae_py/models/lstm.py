@@ -1,0 +1,70 @@
+"""Recurrent building blocks: the bidirectional encoder and the categorical LSTM decoder."""
+
+import torch
+from torch import nn
+
+LstmState = list[tuple[torch.Tensor, torch.Tensor]]  # per layer (h, c), each [batch, size]
+
+
+class BidirectionalLstmEncoder(nn.Module):
+    """A stack of bidirectional LSTM layers; the encoding is the top layer's final forward and
+    backward hidden states, concatenated."""
+
+    def __init__(self, input_size: int, sizes: tuple[int, ...]):
+        super().__init__()
+        layers, width = [], input_size
+        for size in sizes:
+            layers.append(nn.LSTM(width, size, batch_first=True, bidirectional=True))
+            width = 2 * size
+        self.layers = nn.ModuleList(layers)
+        self.output_size = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, steps, input_size] -> [batch, 2 * sizes[-1]]."""
+        h_n = None
+        for layer in self.layers:
+            x, (h_n, _) = layer(x)
+        return torch.cat([h_n[0], h_n[1]], dim=-1)
+
+
+class LstmDecoder(nn.Module):
+    """A unidirectional LSTM stack whose initial state comes from a conditioning vector
+    (dense + tanh) and which reads that vector beside its input at every step."""
+
+    def __init__(self, input_size: int, cond_size: int, sizes: tuple[int, ...], out_size: int):
+        super().__init__()
+        self.sizes = sizes
+        layers, width = [], input_size + cond_size
+        for size in sizes:
+            layers.append(nn.LSTM(width, size, batch_first=True))
+            width = size
+        self.layers = nn.ModuleList(layers)
+        self.initial_state = nn.Linear(cond_size, 2 * sum(sizes))
+        nn.init.normal_(self.initial_state.weight, std=0.001)
+        nn.init.zeros_(self.initial_state.bias)
+        self.output = nn.Linear(sizes[-1], out_size)
+
+    def init_state(self, cond: torch.Tensor) -> LstmState:
+        """cond: [batch, cond_size] -> per layer (h, c), split from one dense + tanh output."""
+        flat = torch.tanh(self.initial_state(cond))
+        state, offset = [], 0
+        for size in self.sizes:
+            c = flat[:, offset : offset + size]
+            h = flat[:, offset + size : offset + 2 * size]
+            state.append((h, c))
+            offset += 2 * size
+        return state
+
+    def forward(
+        self, inputs: torch.Tensor, cond: torch.Tensor, state: LstmState
+    ) -> tuple[torch.Tensor, LstmState]:
+        """inputs: [batch, steps, input_size], cond: [batch, cond_size].
+
+        Returns logits [batch, steps, out_size] and the final state.
+        """
+        x = torch.cat([inputs, cond[:, None, :].expand(-1, inputs.shape[1], -1)], dim=-1)
+        new_state = []
+        for layer, (h, c) in zip(self.layers, state, strict=True):
+            x, (h, c) = layer(x, (h[None].contiguous(), c[None].contiguous()))
+            new_state.append((h[0], c[0]))
+        return self.output(x), new_state

@@ -1,0 +1,15 @@
+"""Which model class serves which data representation."""
+
+from torch import nn
+
+from musicvae_py.configs import Config
+from musicvae_py.errors import ConfigError
+
+
+def build_model(config: Config) -> nn.Module:
+    """A freshly initialised model for `config`."""
+    if config.data.kind == "melody":
+        from musicvae_py.models.music_vae import MusicVAE
+
+        return MusicVAE(config)
+    raise ConfigError(f"config {config.name}: no model for data kind {config.data.kind!r}")

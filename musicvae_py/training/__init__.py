@@ -1,0 +1,1 @@
+"""Training, evaluation and checkpoints, shared by every model."""
