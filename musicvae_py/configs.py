@@ -134,8 +134,8 @@ CONFIGS: dict[str, Config] = {
             beta_rate=0.99995,
             sampling_schedule="constant",
             sampling_rate=0.0,
-            decay_rate=0.99975,
-            num_steps=12_000,
+            decay_rate=0.9999,
+            num_steps=20_000,
         ),
     ),
     "mel_2bar_tiny": Config(

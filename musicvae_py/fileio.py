@@ -28,6 +28,9 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     except OSError as err:
         raise MusicVAEError(f"{folder}: cannot write here ({err.strerror})") from err
     tmp = Path(tmp_name)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # temporary files are private; outputs get the usual mode
     try:
         yield tmp
         os.replace(tmp, path)

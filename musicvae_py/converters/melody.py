@@ -47,6 +47,8 @@ def extract_track_melodies(track: Track, score: Score, cfg: DataConfig) -> list[
     Notes are taken in onset order; of notes starting together the highest wins; a new onset
     ends the note before it; a silence of `cfg.gap_steps` or more ends the melody and a new
     one starts at the bar of the next note. Notes outside the pitch range are dropped first.
+    A melody whose last note ends on a bar line ends there, rather than with a bar holding
+    only that note's off event.
     """
     in_range = (track.pitch >= cfg.min_pitch) & (track.pitch <= cfg.max_pitch)
     pitch, start, end = track.pitch[in_range], track.start[in_range], track.end[in_range]
@@ -70,6 +72,8 @@ def extract_track_melodies(track: Track, score: Score, cfg: DataConfig) -> list[
             _add_note(events, pitch_to_token(int(pitch[i]), cfg.min_pitch), on, off)
             last_on, last_off = on, max(last_off, off)
             i += 1
+        if len(events) % 16 == 1 and events[-1] == NOTE_OFF:
+            events.pop()  # an off on the bar line after the end: the end stops the note anyway
         tokens = np.asarray(events[: cfg.max_melody_steps], dtype=np.int16)
         pad = -len(tokens) % 16  # end on a whole 4/4 bar
         tokens = np.concatenate([tokens, np.zeros(pad, dtype=np.int16)])

@@ -91,6 +91,7 @@ class Trainer:
             config = ckpt.config
         self.config = config
         dataset.check_compatible(config)
+        torch.manual_seed(step_seed(self.options.seed, -1))  # the initial weights
         self.model = build_model(config)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.train.learning_rate)
 
