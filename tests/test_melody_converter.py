@@ -9,6 +9,7 @@ from musicvae_py.converters.melody import (
     extract_windows,
     notes_to_tokens,
     pitch_to_token,
+    tokens_to_notelist,
     tokens_to_notes,
 )
 from musicvae_py.converters.midi_io import NoteList, read_midi, write_midi
@@ -35,6 +36,12 @@ def test_round_trip_keeps_every_grid_note(tmp_path):
     write_midi(path, [NoteList(notes)])
     (melody,) = melodies_of(path)
     assert tokens_to_notes(melody.tokens, offset=melody.start_step) == notes
+
+    # and back: tokens -> MIDI -> tokens
+    again = tmp_path / "again.mid"
+    write_midi(again, [tokens_to_notelist(melody.tokens, CFG)])
+    (reread,) = melodies_of(again)
+    assert reread.tokens.tolist() == melody.tokens.tolist()
 
 
 def test_pitch_range_ends_and_outside_notes(tmp_path):

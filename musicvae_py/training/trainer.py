@@ -20,7 +20,7 @@ import torch
 
 from musicvae_py.configs import Config
 from musicvae_py.data.dataset import BatchSampler
-from musicvae_py.errors import CheckpointError, MusicVAEError
+from musicvae_py.errors import CheckpointError, ConfigError, MusicVAEError
 from musicvae_py.models.registry import build_model
 from musicvae_py.training.checkpoint import (
     load_optimizer_state,
@@ -90,6 +90,11 @@ class Trainer:
             ckpt = read_checkpoint(self.run_dir)
             config = ckpt.config
         self.config = config
+        if config.train.precision != "fp32":
+            raise ConfigError(
+                f"config {config.name}: precision {config.train.precision!r} is not supported "
+                "yet (the LSTM layers have no bf16 kernel on the CPU); use fp32"
+            )
         dataset.check_compatible(config)
         torch.manual_seed(step_seed(self.options.seed, -1))  # the initial weights
         self.model = build_model(config)
