@@ -105,7 +105,6 @@ def midi_options(fn):
 
 def _write_outputs(model, outputs: list[tuple[Path, "object"]], opts: dict) -> None:
     """Write (path, tokens) pairs as MIDI (and PNG), refusing to overwrite unless --force."""
-    from musicvae_py.converters.melody import tokens_to_notelist
     from musicvae_py.fileio import check_writable
     from musicvae_py.plotting import piano_roll_png
 
@@ -116,8 +115,7 @@ def _write_outputs(model, outputs: list[tuple[Path, "object"]], opts: dict) -> N
     for path, tokens in outputs:
         model.save_midi(tokens, path, opts["qpm"], opts["program"], opts["velocity"])
         if opts["plot"]:
-            track = tokens_to_notelist(tokens.ravel(), model.config.data)
-            piano_roll_png([track], path.with_suffix(".png"))
+            piano_roll_png(model.tracks(tokens), path.with_suffix(".png"))
         click.echo(f"wrote {path}")
 
 
@@ -303,9 +301,13 @@ def evaluate(model_spec, data_dir, split, max_windows, seed, as_json) -> None:
     if as_json:
         click.echo(json.dumps(metrics, indent=2))
         return
-    click.echo(f"{'metric':<26} value")
+    click.echo(f"{'metric':<34} value")
     for key, value in metrics.items():
-        click.echo(f"{key:<26} {value:.4f}" if isinstance(value, float) else f"{key:<26} {value}")
+        if isinstance(value, list):
+            value = " ".join(f"{v:.3f}" for v in value)
+        elif isinstance(value, float):
+            value = f"{value:.4f}"
+        click.echo(f"{key:<34} {value}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,9 +324,9 @@ def evaluate(model_spec, data_dir, split, max_windows, seed, as_json) -> None:
 @run_safely
 def sample(model_spec, count, temperature, seed, out, **opts) -> None:
     """Sample N melodies from the prior and write one MIDI file each."""
-    from musicvae_py.inference import MelodyVAE
+    from musicvae_py.inference import TrainedModel
 
-    model = MelodyVAE.load(model_spec)
+    model = TrainedModel.load(model_spec)
     tokens = model.sample(count, temperature, seed)
     width = max(3, len(str(count)))
     outputs = [(out / f"sample-{i + 1:0{width}d}.mid", t) for i, t in enumerate(tokens)]
@@ -372,9 +374,9 @@ def interpolate(midi_a, midi_b, model_spec, steps, windows, temperature, seed, o
     """Slerp between the latent means of two MIDI inputs; one MIDI per step plus all in one."""
     import numpy as np
 
-    from musicvae_py.inference import MelodyVAE
+    from musicvae_py.inference import TrainedModel
 
-    model = MelodyVAE.load(model_spec)
+    model = TrainedModel.load(model_spec)
     picks = list(windows) * 2 if len(windows) == 1 else list(windows) + [None, None]
     a = _pick_window(model, midi_a, picks[0])
     b = _pick_window(model, midi_b, picks[1])
@@ -401,9 +403,9 @@ def interpolate(midi_a, midi_b, model_spec, steps, windows, temperature, seed, o
 @run_safely
 def reconstruct(midi, model_spec, window, temperature, seed, out, **opts) -> None:
     """Encode a MIDI input and decode it again."""
-    from musicvae_py.inference import MelodyVAE
+    from musicvae_py.inference import TrainedModel
 
-    model = MelodyVAE.load(model_spec)
+    model = TrainedModel.load(model_spec)
     tokens = model.reconstruct(_pick_window(model, midi, window), temperature, seed)
     out = out or Path(f"{midi.stem}-reconstruction.mid")
     _write_outputs(model, [(out, tokens[0])], opts)
@@ -431,11 +433,11 @@ def encode(midi, model_spec, window, seed, out, force) -> None:
 
     from musicvae_py.errors import ConfigError
     from musicvae_py.fileio import write_bytes
-    from musicvae_py.inference import MelodyVAE
+    from musicvae_py.inference import TrainedModel
 
     if seed is not None:
         torch.manual_seed(seed)
-    model = MelodyVAE.load(model_spec)
+    model = TrainedModel.load(model_spec)
     z, mu, sigma = model.encode(_pick_window(model, midi, window))
     record = {"z": z[0].tolist(), "mu": mu[0].tolist(), "sigma": sigma[0].tolist()}
     if out is None:

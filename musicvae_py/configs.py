@@ -28,8 +28,16 @@ class DataConfig:
 
     @property
     def num_classes(self) -> int:
-        """Token vocabulary: no event, note off, one note-on per pitch."""
+        """Token vocabulary. Melody: no event, note off, one note-on per pitch. Drums: one token
+        per set of the 9 drum classes (2 ** 9)."""
+        if self.kind == "drums":
+            return 512
         return 2 + self.max_pitch - self.min_pitch + 1
+
+    @property
+    def input_size(self) -> int:
+        """Width of the encoder's input per step: a one-hot token, or for drums a 10-dim roll."""
+        return 10 if self.kind == "drums" else self.num_classes
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,8 @@ class ModelConfig:
     encoder_sizes: tuple[int, ...] = (512,)
     decoder_sizes: tuple[int, ...] = (256, 256)
     z_size: int = 256
+    conductor_sizes: tuple[int, ...] = ()  # empty: a flat decoder; else the conductor's layers
+    bar_steps: int = 16  # steps per conductor output (one 4/4 bar)
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,21 @@ def _build(kind: type, values: dict[str, Any]) -> Any:
 
 
 _MELODY_2BAR = DataConfig()
+_MELODY_16BAR = DataConfig(window_steps=256, programs=None, transpose=0)
+_DRUMS_2BAR = DataConfig(kind="drums", programs=None, transpose=0)
+_TINY_TRAIN = TrainConfig(
+    batch_size=8,
+    max_beta=0.0,
+    beta_rate=0.0,
+    sampling_schedule="constant",
+    sampling_rate=0.0,
+    learning_rate=1e-2,
+    decay_rate=1.0,
+    num_steps=200,
+)
+_TEACHER_FORCED_16BAR = TrainConfig(
+    free_bits=256.0, max_beta=0.2, beta_rate=0.0, sampling_schedule="constant", sampling_rate=0.0
+)
 
 CONFIGS: dict[str, Config] = {
     "mel_2bar_small": Config(
@@ -134,8 +159,9 @@ CONFIGS: dict[str, Config] = {
             beta_rate=0.99995,
             sampling_schedule="constant",
             sampling_rate=0.0,
+            learning_rate=3e-3,
             decay_rate=0.9999,
-            num_steps=20_000,
+            num_steps=24_000,
         ),
     ),
     "mel_2bar_tiny": Config(
@@ -143,16 +169,49 @@ CONFIGS: dict[str, Config] = {
         description="2-bar melodies, tiny, for tests",
         data=_MELODY_2BAR,
         model=ModelConfig(encoder_sizes=(32,), decoder_sizes=(32,), z_size=8),
-        train=TrainConfig(
-            batch_size=8,
-            max_beta=0.0,
-            beta_rate=0.0,
-            sampling_schedule="constant",
-            sampling_rate=0.0,
-            learning_rate=1e-2,
-            decay_rate=1.0,
-            num_steps=200,
+        train=_TINY_TRAIN,
+    ),
+    "drums_2bar_small": Config(
+        name="drums_2bar_small",
+        description="2-bar drums, 9-class kit, the reference's cat-drums_2bar_small sizes",
+        data=_DRUMS_2BAR,
+        model=ModelConfig(encoder_sizes=(512,), decoder_sizes=(256, 256), z_size=256),
+        train=TrainConfig(free_bits=48.0, max_beta=0.2, beta_rate=0.0),
+    ),
+    "drums_2bar_tiny": Config(
+        name="drums_2bar_tiny",
+        description="2-bar drums, tiny, for tests",
+        data=_DRUMS_2BAR,
+        model=ModelConfig(encoder_sizes=(32,), decoder_sizes=(32,), z_size=8),
+        train=_TINY_TRAIN,
+    ),
+    "mel_16bar_flat": Config(
+        name="mel_16bar_flat",
+        description="16-bar melodies, flat decoder (the baseline of the hierarchical one)",
+        data=_MELODY_16BAR,
+        model=ModelConfig(encoder_sizes=(2048, 2048), decoder_sizes=(2048, 2048, 2048), z_size=512),
+        train=_TEACHER_FORCED_16BAR,
+    ),
+    "mel_16bar_hierdec": Config(
+        name="mel_16bar_hierdec",
+        description="16-bar melodies, conductor decoder, the reference's hierdec-mel_16bar sizes",
+        data=_MELODY_16BAR,
+        model=ModelConfig(
+            encoder_sizes=(2048, 2048),
+            decoder_sizes=(1024, 1024),
+            conductor_sizes=(1024, 1024),
+            z_size=512,
         ),
+        train=_TEACHER_FORCED_16BAR,
+    ),
+    "mel_16bar_hierdec_tiny": Config(
+        name="mel_16bar_hierdec_tiny",
+        description="16-bar melodies, conductor decoder, tiny, for tests",
+        data=_MELODY_16BAR,
+        model=ModelConfig(
+            encoder_sizes=(16,), decoder_sizes=(16,), conductor_sizes=(16,), z_size=8
+        ),
+        train=_TINY_TRAIN,
     ),
 }
 

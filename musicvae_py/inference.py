@@ -1,7 +1,7 @@
 """The Python API for trained models: sample, encode, decode, interpolate, reconstruct.
 
-    from musicvae_py import MelodyVAE
-    model = MelodyVAE.load()                      # the bundled 2-bar melody model
+    from musicvae_py import TrainedModel
+    model = TrainedModel.load()                   # the bundled 2-bar melody model
     tokens = model.sample(4, temperature=0.5, seed=1)
     model.save_midi(tokens[0], "melody.mid")
     z, mu, sigma = model.encode(model.windows_from_midi("tune.mid").windows[:1])
@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from musicvae_py.configs import Config
+from musicvae_py.converters.drums import drum_notelist
 from musicvae_py.converters.melody import tokens_to_notelist
-from musicvae_py.converters.midi_io import write_midi
+from musicvae_py.converters.midi_io import NoteList, write_midi
 from musicvae_py.errors import MidiReadError, MultipleExamplesError, NoExamplesError
 from musicvae_py.models.core import slerp
 from musicvae_py.training.checkpoint import load_model
@@ -59,15 +60,16 @@ class InputWindows:
         return self.windows[index : index + 1]
 
 
-class MelodyVAE:
-    """A trained melody model, loaded from a bundled name or a checkpoint."""
+class TrainedModel:
+    """A trained music model (melody or drums, flat or hierarchical), loaded from a bundled
+    name or a checkpoint."""
 
     def __init__(self, model: torch.nn.Module, config: Config):
         self.model = model.eval()
         self.config = config
 
     @classmethod
-    def load(cls, spec: str | Path | None = None) -> "MelodyVAE":
+    def load(cls, spec: str | Path | None = None) -> "TrainedModel":
         """Load a bundled model by name (default "mel_2bar"), a run folder or a checkpoint."""
         model, config = load_model(spec)
         return cls(model, config)
@@ -145,6 +147,13 @@ class MelodyVAE:
         _, mu, _ = self.encode(tokens)
         return self.decode(mu, temperature, seed)
 
+    def tracks(self, tokens: np.ndarray, program: int = 0, velocity: int = 80) -> list[NoteList]:
+        """Output tracks of one token sequence of any length."""
+        tokens = np.ravel(tokens)
+        if self.config.data.kind == "drums":
+            return [drum_notelist(tokens, velocity)]
+        return [tokens_to_notelist(tokens, self.config.data, program, velocity)]
+
     def save_midi(
         self,
         tokens: np.ndarray,
@@ -154,9 +163,8 @@ class MelodyVAE:
         velocity: int = 80,
         overwrite: bool = True,
     ) -> None:
-        """Write one token sequence (any length) as a one-track MIDI file."""
-        track = tokens_to_notelist(np.ravel(tokens), self.config.data, program, velocity)
-        write_midi(path, [track], qpm=qpm, overwrite=overwrite)
+        """Write one token sequence (any length) as a MIDI file."""
+        write_midi(path, self.tracks(tokens, program, velocity), qpm=qpm, overwrite=overwrite)
 
 
 def _generator(seed: int | None) -> torch.Generator | None:

@@ -9,13 +9,13 @@ Token meanings (the reference's melody one-hot encoding):
 A token sequence is one event per 16th-note step.
 """
 
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 
 from musicvae_py.configs import DataConfig
 from musicvae_py.converters.midi_io import NoteList, Score, Track
+from musicvae_py.converters.windows import Extraction, cut_windows
 
 NO_EVENT = 0
 NOTE_OFF = 1
@@ -100,46 +100,14 @@ def melody_tracks(score: Score, cfg: DataConfig) -> list[Track]:
     return tracks
 
 
-def windows_from_melody(melody: Melody, cfg: DataConfig) -> list[tuple[int, np.ndarray]]:
-    """Cut a melody into windows of `cfg.window_steps` with a hop of `cfg.hop_steps`.
-
-    Returns (absolute start step, tokens int16 [window_steps]) pairs.
-    """
-    out = []
-    last = len(melody.tokens) - cfg.window_steps
-    for offset in range(0, last + 1, cfg.hop_steps):
-        out.append((melody.start_step + offset, melody.tokens[offset : offset + cfg.window_steps]))
-    return out
-
-
-@dataclass
-class Extraction:
-    """Every window of one file, with the meter each starts in."""
-
-    windows: np.ndarray  # uint8 [n, window_steps]
-    meters: list[str]
-    melodies: int
-    starts: list[int]  # the first step of each window in the file
-
-
 def extract_windows(score: Score, cfg: DataConfig) -> Extraction:
     """All windows of all melodies of `score`, duplicates within the file removed, in order."""
-    seen: set[bytes] = set()
-    rows, meters, starts, count = [], [], [], 0
-    for track in melody_tracks(score, cfg):
-        for melody in extract_track_melodies(track, score, cfg):
-            count += 1
-            for step, window in windows_from_melody(melody, cfg):
-                key = window.tobytes()
-                if key in seen:
-                    continue
-                seen.add(key)
-                rows.append(window.astype(np.uint8))
-                meters.append(score.meter_at(step))
-                starts.append(step)
-    width = cfg.window_steps
-    windows = np.stack(rows) if rows else np.zeros((0, width), dtype=np.uint8)
-    return Extraction(windows, meters, count, starts)
+    sequences = [
+        (melody.start_step, melody.tokens)
+        for track in melody_tracks(score, cfg)
+        for melody in extract_track_melodies(track, score, cfg)
+    ]
+    return cut_windows(sequences, score, cfg)
 
 
 def tokens_to_notes(
@@ -181,8 +149,3 @@ def tokens_to_notelist(
 ) -> NoteList:
     """One output track from a token sequence of any length."""
     return NoteList(tokens_to_notes(tokens, cfg.min_pitch), program, False, velocity, "melody")
-
-
-def meter_counts(meters: list[str]) -> dict[str, int]:
-    """Windows per meter, most common first."""
-    return dict(Counter(meters).most_common())

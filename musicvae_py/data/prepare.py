@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from musicvae_py.configs import DataConfig
+from musicvae_py.converters.drums import extract_drum_windows
 from musicvae_py.converters.melody import extract_windows, melody_tracks
 from musicvae_py.converters.midi_io import read_midi
 from musicvae_py.errors import DatasetError, MidiReadError
@@ -33,6 +34,7 @@ SKIP_REASONS = {
     "too large": "bigger than the 64 MiB limit",
     "no notes": "the file parses but holds no notes",
     "no melody": "no notes on a melodic track in the pitch and program range (drums only, ...)",
+    "no drums": "a drum config, and no drum-channel note of the 9-class kit",
     "too short": "melodies found, but none is as long as one window",
     "error": "an unexpected failure while converting; rerun with --debug for the traceback",
 }
@@ -99,11 +101,16 @@ def convert_file(path: str, cfg: DataConfig, track_names: tuple[str, ...] = ()) 
             wanted = {n.lower() for n in track_names}
             named = [t for t in score.tracks if t.name.strip().lower() in wanted]
             score.tracks = named or score.tracks
-        if not melody_tracks(score, cfg):
-            return FileResult(path, reason="no melody", detail="no melodic track")
-        extraction = extract_windows(score, cfg)
-        if extraction.melodies == 0:
-            return FileResult(path, reason="no melody", detail="no notes in range")
+        if cfg.kind == "drums":
+            extraction = extract_drum_windows(score, cfg)
+            if extraction.melodies == 0:
+                return FileResult(path, reason="no drums")
+        else:
+            if not melody_tracks(score, cfg):
+                return FileResult(path, reason="no melody", detail="no melodic track")
+            extraction = extract_windows(score, cfg)
+            if extraction.melodies == 0:
+                return FileResult(path, reason="no melody", detail="no notes in range")
         if len(extraction.windows) == 0:
             return FileResult(path, reason="too short")
         return FileResult(path, extraction.windows, extraction.meters, extraction.starts)
@@ -133,9 +140,15 @@ class PrepareReport:
     walk_problems: list[str] = field(default_factory=list)
 
 
+def token_dtype(cfg: DataConfig) -> type:
+    """The smallest unsigned type holding every token of `cfg`."""
+    return np.uint8 if cfg.num_classes <= 256 else np.uint16
+
+
 def split_of(path: str, seed: int, valid_fraction: float) -> str:
-    """Seeded, order-independent split of a file: a hash of its name decides."""
-    digest = hashlib.sha256(f"{seed}:{Path(path).as_posix()}".encode()).digest()
+    """Seeded split of a file decided by a hash of its file name, so the split does not depend
+    on the order of files or on where the corpus lies."""
+    digest = hashlib.sha256(f"{seed}:{Path(path).name}".encode()).digest()
     return "valid" if int.from_bytes(digest[:8], "big") / 2**64 < valid_fraction else "train"
 
 
@@ -186,7 +199,7 @@ def prepare_dataset(
     train_keys: set[bytes] = set()
     for split in ("train", "valid"):
         rows = np.concatenate(kept[split]) if kept[split] else np.zeros((0, cfg.window_steps))
-        rows = rows.astype(np.uint8)
+        rows = rows.astype(token_dtype(cfg))
         _, first = np.unique(rows, axis=0, return_index=True) if len(rows) else ([], [])
         first = np.sort(np.asarray(first, dtype=np.int64))
         report.duplicates_dropped += len(rows) - len(first)

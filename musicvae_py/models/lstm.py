@@ -68,3 +68,33 @@ class LstmDecoder(nn.Module):
             x, (h, c) = layer(x, (h[None].contiguous(), c[None].contiguous()))
             new_state.append((h[0], c[0]))
         return self.output(x), new_state
+
+
+class Conductor(nn.Module):
+    """The upper level of the hierarchical decoder: an LSTM stack that starts from z
+    (dense + tanh) and reads all-zero inputs, emitting one embedding per bar."""
+
+    def __init__(self, z_size: int, sizes: tuple[int, ...]):
+        super().__init__()
+        self.sizes = sizes
+        layers, width = [], 1
+        for size in sizes:
+            layers.append(nn.LSTM(width, size, batch_first=True))
+            width = size
+        self.layers = nn.ModuleList(layers)
+        self.initial_state = nn.Linear(z_size, 2 * sum(sizes))
+        nn.init.normal_(self.initial_state.weight, std=0.001)
+        nn.init.zeros_(self.initial_state.bias)
+        self.output_size = sizes[-1]
+
+    def forward(self, z: torch.Tensor, bars: int) -> torch.Tensor:
+        """z: [batch, z_size] -> bar embeddings [batch, bars, sizes[-1]]."""
+        flat = torch.tanh(self.initial_state(z))
+        x = z.new_zeros(z.shape[0], bars, 1)
+        offset = 0
+        for layer, size in zip(self.layers, self.sizes, strict=True):
+            c = flat[:, offset : offset + size][None].contiguous()
+            h = flat[:, offset + size : offset + 2 * size][None].contiguous()
+            x, _ = layer(x, (h, c))
+            offset += 2 * size
+        return x

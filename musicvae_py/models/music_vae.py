@@ -9,7 +9,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from musicvae_py.configs import Config
+from musicvae_py.converters.drums import drum_roll
 from musicvae_py.data.dataset import transpose_tokens
+from musicvae_py.errors import ConfigError
 from musicvae_py.models.core import (
     LN2,
     GaussianHead,
@@ -19,11 +21,13 @@ from musicvae_py.models.core import (
     reparameterize,
     sampling_probability_at,
 )
-from musicvae_py.models.lstm import BidirectionalLstmEncoder, LstmDecoder
+from musicvae_py.models.lstm import BidirectionalLstmEncoder, Conductor, LstmDecoder
 
 
 class MusicVAE(nn.Module):
-    """The flat MusicVAE for one categorical token stream (melody)."""
+    """MusicVAE for one categorical token stream (melody or drums), with a flat decoder or a
+    hierarchical one (a conductor emitting one embedding per bar, each re-initialising the
+    core decoder and read beside its inputs for that bar)."""
 
     def __init__(self, config: Config):
         super().__init__()
@@ -31,9 +35,19 @@ class MusicVAE(nn.Module):
         self.num_classes = config.data.num_classes
         self.steps = config.data.window_steps
         m = config.model
-        self.encoder = BidirectionalLstmEncoder(self.num_classes, m.encoder_sizes)
+        self.encoder = BidirectionalLstmEncoder(config.data.input_size, m.encoder_sizes)
         self.posterior = GaussianHead(self.encoder.output_size, m.z_size)
-        self.decoder = LstmDecoder(self.num_classes, m.z_size, m.decoder_sizes, self.num_classes)
+        self.conductor: Conductor | None = None
+        cond_size = m.z_size
+        if m.conductor_sizes:
+            if self.steps % m.bar_steps:
+                raise ConfigError(
+                    f"config {config.name}: {self.steps} steps is not a whole number of "
+                    f"{m.bar_steps}-step bars"
+                )
+            self.conductor = Conductor(m.z_size, m.conductor_sizes)
+            cond_size = self.conductor.output_size
+        self.decoder = LstmDecoder(self.num_classes, cond_size, m.decoder_sizes, self.num_classes)
 
     @property
     def z_size(self) -> int:
@@ -43,15 +57,38 @@ class MusicVAE(nn.Module):
         """long [batch, steps] -> float [batch, steps, classes]."""
         return F.one_hot(tokens, self.num_classes).float()
 
+    def encoder_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
+        """long [batch, steps] -> float [batch, steps, input_size]."""
+        if self.config.data.kind == "drums":
+            return drum_roll(tokens)
+        return self.one_hot(tokens)
+
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """tokens [batch, steps] -> posterior (mu, sigma), each [batch, z_size]."""
-        return self.posterior(self.encoder(self.one_hot(tokens)))
+        return self.posterior(self.encoder(self.encoder_inputs(tokens)))
+
+    def _segments(self, z: torch.Tensor, steps: int) -> tuple[torch.Tensor, int]:
+        """The conditioning of each decoded segment: z itself for a flat decoder ([batch, 1,
+        z_size]), else one conductor embedding per bar ([batch, bars, size]); and its length."""
+        if self.conductor is None:
+            return z[:, None, :], steps
+        bar = self.config.model.bar_steps
+        return self.conductor(z, -(-steps // bar)), bar
 
     def teacher_forced_logits(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits [batch, steps, classes] when the decoder reads the true previous tokens."""
+        """Logits [batch, steps, classes] when the decoder reads the true previous tokens.
+
+        Every segment starts from its own initial state; its first input is the last token of
+        the segment before (zeros for the first), so all segments run as one batch.
+        """
+        batch, steps = tokens.shape
         inputs = F.pad(self.one_hot(tokens[:, :-1]), (0, 0, 1, 0))  # zeros, then truth
-        logits, _ = self.decoder(inputs, z, self.decoder.init_state(z))
-        return logits
+        cond, length = self._segments(z, steps)
+        segments = cond.shape[1]
+        inputs = inputs.reshape(batch * segments, length, self.num_classes)
+        cond = cond.reshape(batch * segments, -1)
+        logits, _ = self.decoder(inputs, cond, self.decoder.init_state(cond))
+        return logits.reshape(batch, steps, self.num_classes)
 
     def autoregress(
         self,
@@ -70,11 +107,14 @@ class MusicVAE(nn.Module):
         """
         steps = steps or self.steps
         batch = z.shape[0]
-        state = self.decoder.init_state(z)
+        cond, length = self._segments(z, steps)
         x = z.new_zeros(batch, 1, self.num_classes)
         all_logits, all_tokens = [], []
         for t in range(steps):
-            logits, state = self.decoder(x, z, state)
+            if t % length == 0:  # a new segment: state from its conditioning vector
+                segment = cond[:, t // length]
+                state = self.decoder.init_state(segment)
+            logits, state = self.decoder(x, segment, state)
             logits = logits[:, 0]
             if temperature <= 0:
                 token = logits.argmax(dim=-1)
@@ -140,7 +180,13 @@ class MusicVAE(nn.Module):
         tf_hit = tf_logits.argmax(-1) == tokens
         sampled_hit = sampled_logits.argmax(-1) == tokens
         classes = self.num_classes
+        bar = self.config.model.bar_steps
+        bars = tokens.shape[1] // bar
         return {
+            "bar_tf_correct": tf_hit[:, : bars * bar].reshape(len(tokens), bars, bar).sum((0, 2)),
+            "bar_sampled_correct": sampled_hit[:, : bars * bar]
+            .reshape(len(tokens), bars, bar)
+            .sum((0, 2)),
             "examples": len(tokens),
             "steps": tokens.numel(),
             "tf_correct": tf_hit.sum().item(),
@@ -170,6 +216,13 @@ def summarize_evaluation(parts: list[dict]) -> dict[str, float]:
     present = class_total > 0
     per_class = (class_correct[present].float() / class_total[present].float()).mean().item()
     examples = total["examples"]
+    per_bar = {}
+    if len(total["bar_tf_correct"]) > 1:
+        bar_total = total["steps"] / len(total["bar_tf_correct"])  # steps scored in each bar
+        per_bar = {
+            "teacher_forced_accuracy_per_bar": (total["bar_tf_correct"] / bar_total).tolist(),
+            "sampled_accuracy_per_bar": (total["bar_sampled_correct"] / bar_total).tolist(),
+        }
     return {
         "windows": examples,
         "teacher_forced_accuracy": total["tf_correct"] / total["steps"],
@@ -179,4 +232,5 @@ def summarize_evaluation(parts: list[dict]) -> dict[str, float]:
         "kl_nats": total["kl"] / examples,
         "kl_bits": total["kl"] / examples / LN2,
         "elbo_nats": -(total["r_loss"] + total["kl"]) / examples,
+        **per_bar,
     }

@@ -8,7 +8,7 @@ from musicvae_py.errors import ConfigError
 
 def build_model(config: Config) -> nn.Module:
     """A freshly initialised model for `config`."""
-    if config.data.kind == "melody":
+    if config.data.kind in ("melody", "drums"):
         from musicvae_py.models.music_vae import MusicVAE
 
         return MusicVAE(config)

@@ -40,6 +40,6 @@ def format_metrics(metrics: dict[str, float]) -> str:
     for key, value in metrics.items():
         if isinstance(value, float):
             parts.append(f"{key} {value:.4f}" if abs(value) <= 1 else f"{key} {value:.2f}")
-        elif not isinstance(value, dict):
+        elif not isinstance(value, dict | list):
             parts.append(f"{key} {value}")
     return " | ".join(parts)
