@@ -9,6 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from musicvae_py.errors import ConfigError
 
 
@@ -39,11 +41,28 @@ class DataConfig:
         """Width of the encoder's input per step: a one-hot token, or for drums a 10-dim roll."""
         return 10 if self.kind == "drums" else self.num_classes
 
+    @property
+    def window_shape(self) -> tuple[int, ...]:
+        """Shape of one stored window: one token per step."""
+        return (self.window_steps,)
+
+    @property
+    def storage_dtype(self) -> str:
+        """The smallest unsigned integer type holding every token."""
+        return "uint8" if self.num_classes <= 256 else "uint16"
+
+    def window_problem(self, windows: np.ndarray) -> str | None:
+        """Why stored windows [n, *window_shape] do not fit this config, or None."""
+        if len(windows) and windows.max() >= self.num_classes:
+            return f"token {windows.max()} outside the {self.num_classes} classes"
+        return None
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Sizes of the recurrent VAE. Encoder sizes are per direction."""
 
+    architecture: str = "rnn"  # selects the model class, see musicvae_py.models.registry
     encoder_sizes: tuple[int, ...] = (512,)
     decoder_sizes: tuple[int, ...] = (256, 256)
     z_size: int = 256
@@ -70,13 +89,23 @@ class TrainConfig:
     precision: str = "fp32"  # fp32 | bf16 (autocast)
 
 
+# The config class of each data kind and of each model architecture: a saved config names its
+# kind and architecture, and these say which dataclass rebuilds it.
+DATA_CONFIG_CLASSES: dict[str, type] = {"melody": DataConfig, "drums": DataConfig}
+MODEL_CONFIG_CLASSES: dict[str, type] = {"rnn": ModelConfig}
+
+
 @dataclass(frozen=True)
 class Config:
-    """A complete, named experiment: data, model and training settings."""
+    """A complete, named experiment: data, model and training settings.
+
+    `data` and `model` are instances of the classes that `DATA_CONFIG_CLASSES` and
+    `MODEL_CONFIG_CLASSES` name for the data kind and the model architecture.
+    """
 
     name: str
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    data: Any = field(default_factory=DataConfig)
+    model: Any = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
 
@@ -88,14 +117,17 @@ class Config:
     def from_dict(cls, d: dict[str, Any]) -> "Config":
         """Rebuild a config saved by `to_dict`; unknown keys are an error."""
         try:
+            data, model = d.get("data", {}), d.get("model", {})
             return cls(
                 name=d["name"],
-                data=_build(DataConfig, d.get("data", {})),
-                model=_build(ModelConfig, d.get("model", {})),
+                data=data_config_from_dict(data),
+                model=_build(
+                    _lookup(MODEL_CONFIG_CLASSES, model.get("architecture", "rnn")), model
+                ),
                 train=_build(TrainConfig, d.get("train", {})),
                 description=d.get("description", ""),
             )
-        except (KeyError, TypeError) as err:
+        except (KeyError, TypeError, AttributeError) as err:
             raise ConfigError(f"invalid config: {err}") from err
 
     def replace(self, **sections: Any) -> "Config":
@@ -111,6 +143,17 @@ class Config:
             except TypeError as err:
                 raise ConfigError(f"invalid override for {section}: {err}") from err
         return dataclasses.replace(self, **updates)
+
+
+def data_config_from_dict(values: dict[str, Any]) -> Any:
+    """Rebuild a data config saved with `dataclasses.asdict`, by its kind."""
+    return _build(_lookup(DATA_CONFIG_CLASSES, values.get("kind", "melody")), values)
+
+
+def _lookup(classes: dict[str, type], name: str) -> type:
+    if name not in classes:
+        raise ConfigError(f"unknown config kind {name!r} (known: {', '.join(sorted(classes))})")
+    return classes[name]
 
 
 def _build(kind: type, values: dict[str, Any]) -> Any:

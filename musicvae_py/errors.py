@@ -9,8 +9,9 @@ class MusicVAEError(Exception):
     """Base class for every error the toolkit raises on bad input or bad state."""
 
 
-class MidiReadError(MusicVAEError):
-    """A MIDI file could not be read or holds nothing usable."""
+class FileProblem(MusicVAEError):
+    """An input file the toolkit cannot use, with a short reason (the names `prepare` counts
+    skipped files under) and an optional detail."""
 
     def __init__(self, path: str, reason: str, detail: str = "") -> None:
         self.path = str(path)
@@ -20,6 +21,14 @@ class MidiReadError(MusicVAEError):
         if detail:
             text += f" ({detail})"
         super().__init__(text)
+
+
+class MidiReadError(FileProblem):
+    """A MIDI file could not be read: missing, unreadable, malformed or too large."""
+
+
+class ExtractionError(FileProblem):
+    """A MIDI file was read but yields nothing the data kind can use (no melody, no drums)."""
 
 
 class NoExamplesError(MusicVAEError):

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from musicvae_py.configs import Config
-from musicvae_py.converters.drums import drum_notelist
-from musicvae_py.converters.melody import tokens_to_notelist
 from musicvae_py.converters.midi_io import NoteList, write_midi
+from musicvae_py.converters.registry import get_converter
 from musicvae_py.errors import MidiReadError, MultipleExamplesError, NoExamplesError
 from musicvae_py.models.core import slerp
 from musicvae_py.training.checkpoint import load_model
@@ -88,21 +87,20 @@ class TrainedModel:
 
         result = convert_file(str(path), self.config.data)
         if result.windows is None:
+            if result.reason in ("unreadable", "too large"):
+                raise MidiReadError(str(path), result.reason, result.detail)
             detail = f" ({result.detail})" if result.detail else ""
             if result.reason == "too short":
-                detail = f" (no melody lasts {self.steps} steps)"
-            error = MidiReadError if result.reason in ("unreadable", "too large") else None
-            if error:
-                raise MidiReadError(str(path), result.reason, result.detail)
+                detail = f" (nothing lasts {self.steps} steps)"
             raise NoExamplesError(f"{path}: {result.reason}{detail}")
         return InputWindows(
             str(path), result.windows.astype(np.int64), result.starts, result.meters
         )
 
     @torch.no_grad()
-    def encode(self, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """tokens int [n, steps] -> (z, mu, sigma), each float32 [n, z_size]."""
-        mu, sigma = self.model.encode(torch.as_tensor(tokens, dtype=torch.long))
+    def encode(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """windows [n, *window_shape] -> (z, mu, sigma), each float32 [n, z_size]."""
+        mu, sigma = self.model.encode(torch.as_tensor(np.asarray(windows)))
         z = mu + sigma * torch.randn_like(sigma)
         return z.numpy(), mu.numpy(), sigma.numpy()
 
@@ -110,12 +108,9 @@ class TrainedModel:
     def decode(
         self, z: np.ndarray, temperature: float = 0.5, seed: int | None = None
     ) -> np.ndarray:
-        """z float [n, z_size] -> tokens int64 [n, steps]; temperature 0 decodes greedily."""
-        generator = _generator(seed)
-        _, tokens = self.model.autoregress(
-            torch.as_tensor(z, dtype=torch.float32), temperature=temperature, generator=generator
-        )
-        return tokens.numpy()
+        """z float [n, z_size] -> windows [n, *window_shape]; temperature 0 is greedy."""
+        z = torch.as_tensor(z, dtype=torch.float32)
+        return self.model.generate(z, temperature, _generator(seed)).numpy()
 
     def sample(self, n: int, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
         """n melodies decoded from z ~ N(0, I): int64 [n, steps]."""
@@ -147,12 +142,11 @@ class TrainedModel:
         _, mu, _ = self.encode(tokens)
         return self.decode(mu, temperature, seed)
 
-    def tracks(self, tokens: np.ndarray, program: int = 0, velocity: int = 80) -> list[NoteList]:
-        """Output tracks of one token sequence of any length."""
-        tokens = np.ravel(tokens)
-        if self.config.data.kind == "drums":
-            return [drum_notelist(tokens, velocity)]
-        return [tokens_to_notelist(tokens, self.config.data, program, velocity)]
+    def tracks(self, window: np.ndarray, program: int = 0, velocity: int = 80) -> list[NoteList]:
+        """Output tracks of one window, or of several joined in time."""
+        return get_converter(self.config.data.kind).tracks(
+            window, self.config.data, program, velocity
+        )
 
     def save_midi(
         self,

@@ -1,15 +1,16 @@
 """Reading a prepared dataset and drawing reproducible, augmented training batches."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from musicvae_py.configs import Config, DataConfig
+from musicvae_py.configs import Config, data_config_from_dict
 from musicvae_py.converters.melody import FIRST_PITCH_TOKEN
-from musicvae_py.errors import DatasetError
+from musicvae_py.errors import ConfigError, DatasetError
 
 
 @dataclass
@@ -17,12 +18,12 @@ class Dataset:
     """The windows of one prepared dataset, by split, with its data config."""
 
     path: Path
-    data: DataConfig
-    splits: dict[str, torch.Tensor]  # split -> long [windows, steps]
+    data: Any
+    splits: dict[str, torch.Tensor]  # split -> [windows, *window_shape], as stored
     meta: dict
 
     def windows(self, split: str) -> torch.Tensor:
-        """All windows of a split, long [n, steps]."""
+        """All windows of a split as stored: [n, *window_shape] (uint8 or int32 tokens)."""
         if split not in self.splits:
             raise DatasetError(f"{self.path}: no split named {split!r}")
         return self.splits[split]
@@ -32,16 +33,18 @@ class Dataset:
         return len(self.windows(split))
 
     def batch(self, split: str, rows: torch.Tensor) -> torch.Tensor:
-        """The windows at `rows` (long [batch]) of a split: long [batch, steps]."""
-        return self.windows(split)[rows]
+        """The windows at `rows` (long [batch]) of a split: long [batch, *window_shape]."""
+        return self.windows(split)[rows].long()
 
     def check_compatible(self, config: Config) -> None:
-        """Refuse a config whose representation differs from the dataset's."""
-        for name in ("kind", "window_steps", "min_pitch", "max_pitch"):
-            want, have = getattr(config.data, name), getattr(self.data, name)
-            if want != have:
+        """Refuse a config whose representation differs from the dataset's: every data
+        setting but training-time augmentation must match."""
+        want, have = asdict(config.data), asdict(self.data)
+        for name in sorted(set(want) | set(have)):
+            if name != "transpose" and want.get(name) != have.get(name):
                 raise DatasetError(
-                    f"{self.path}: dataset {name} is {have}, config {config.name} needs {want}"
+                    f"{self.path}: dataset {name} is {have.get(name)}, config {config.name} "
+                    f"needs {want.get(name)}"
                 )
 
 
@@ -53,10 +56,8 @@ def load_dataset(path: str | Path) -> Dataset:
         raise DatasetError(f"{path}: not a prepared dataset (no meta.json; run musicvae prepare)")
     try:
         meta = json.loads(meta_path.read_text())
-        data = DataConfig(
-            **{k: tuple(v) if isinstance(v, list) else v for k, v in meta["data"].items()}
-        )
-    except (json.JSONDecodeError, KeyError, TypeError) as err:
+        data = data_config_from_dict(meta["data"])
+    except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as err:
         raise DatasetError(f"{meta_path}: malformed ({err})") from err
     splits = {}
     for split in ("train", "valid"):
@@ -65,13 +66,14 @@ def load_dataset(path: str | Path) -> Dataset:
             rows = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise DatasetError(f"{file}: unreadable ({err})") from err
-        if rows.ndim != 2 or (len(rows) and rows.shape[1] != data.window_steps):
-            raise DatasetError(
-                f"{file}: expected [n, {data.window_steps}] windows, found {list(rows.shape)}"
-            )
-        if len(rows) and rows.max() >= data.num_classes:
-            raise DatasetError(f"{file}: token {rows.max()} outside the {data.num_classes} classes")
-        splits[split] = torch.from_numpy(rows.astype(np.int64))
+        if rows.shape[1:] != data.window_shape:
+            shape = ", ".join(["n", *map(str, data.window_shape)])
+            raise DatasetError(f"{file}: expected [{shape}] windows, found {list(rows.shape)}")
+        problem = data.window_problem(rows)
+        if problem:
+            raise DatasetError(f"{file}: {problem}")
+        # torch has few uint16 kernels: wider token types are held as int32
+        splits[split] = torch.from_numpy(rows if rows.dtype == np.uint8 else rows.astype(np.int32))
     return Dataset(path, data, splits, meta)
 
 

@@ -17,10 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from musicvae_py.configs import DataConfig
-from musicvae_py.converters.drums import extract_drum_windows
-from musicvae_py.converters.melody import extract_windows, melody_tracks
 from musicvae_py.converters.midi_io import read_midi
-from musicvae_py.errors import DatasetError, MidiReadError
+from musicvae_py.converters.registry import get_converter
+from musicvae_py.errors import DatasetError, FileProblem
 from musicvae_py.fileio import write_json, write_with
 
 log = logging.getLogger(__name__)
@@ -101,20 +100,11 @@ def convert_file(path: str, cfg: DataConfig, track_names: tuple[str, ...] = ()) 
             wanted = {n.lower() for n in track_names}
             named = [t for t in score.tracks if t.name.strip().lower() in wanted]
             score.tracks = named or score.tracks
-        if cfg.kind == "drums":
-            extraction = extract_drum_windows(score, cfg)
-            if extraction.melodies == 0:
-                return FileResult(path, reason="no drums")
-        else:
-            if not melody_tracks(score, cfg):
-                return FileResult(path, reason="no melody", detail="no melodic track")
-            extraction = extract_windows(score, cfg)
-            if extraction.melodies == 0:
-                return FileResult(path, reason="no melody", detail="no notes in range")
+        extraction = get_converter(cfg.kind).extract(score, cfg)
         if len(extraction.windows) == 0:
             return FileResult(path, reason="too short")
         return FileResult(path, extraction.windows, extraction.meters, extraction.starts)
-    except MidiReadError as err:
+    except FileProblem as err:
         return FileResult(path, reason=err.reason, detail=err.detail)
     except Exception as err:  # a converter bug must not stop a corpus job
         log.debug("conversion of %s failed", path, exc_info=True)
@@ -138,11 +128,6 @@ class PrepareReport:
     windows_per_meter: dict[str, int] = field(default_factory=dict)
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     walk_problems: list[str] = field(default_factory=list)
-
-
-def token_dtype(cfg: DataConfig) -> type:
-    """The smallest unsigned type holding every token of `cfg`."""
-    return np.uint8 if cfg.num_classes <= 256 else np.uint16
 
 
 def split_of(path: str, seed: int, valid_fraction: float) -> str:
@@ -198,8 +183,8 @@ def prepare_dataset(
     arrays, per_meter = {}, Counter()
     train_keys: set[bytes] = set()
     for split in ("train", "valid"):
-        rows = np.concatenate(kept[split]) if kept[split] else np.zeros((0, cfg.window_steps))
-        rows = rows.astype(token_dtype(cfg))
+        empty = np.zeros((0, *cfg.window_shape))
+        rows = (np.concatenate(kept[split]) if kept[split] else empty).astype(cfg.storage_dtype)
         _, first = np.unique(rows, axis=0, return_index=True) if len(rows) else ([], [])
         first = np.sort(np.asarray(first, dtype=np.int64))
         report.duplicates_dropped += len(rows) - len(first)

@@ -54,8 +54,8 @@ class MusicVAE(nn.Module):
         return self.config.model.z_size
 
     def one_hot(self, tokens: torch.Tensor) -> torch.Tensor:
-        """long [batch, steps] -> float [batch, steps, classes]."""
-        return F.one_hot(tokens, self.num_classes).float()
+        """int [batch, steps] -> float [batch, steps, classes]."""
+        return F.one_hot(tokens.long(), self.num_classes).float()
 
     def encoder_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
         """long [batch, steps] -> float [batch, steps, input_size]."""
@@ -129,6 +129,16 @@ class MusicVAE(nn.Module):
                 fed = torch.where(use_own, token, targets[:, t])
             x = self.one_hot(fed)[:, None, :]
         return torch.stack(all_logits, dim=1), torch.stack(all_tokens, dim=1)
+
+    def generate(
+        self,
+        z: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        steps: int | None = None,
+    ) -> torch.Tensor:
+        """Decode z [batch, z_size] into tokens long [batch, steps]; temperature 0 is greedy."""
+        return self.autoregress(z, steps, temperature, generator=generator)[1]
 
     def augment(self, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Training-time transposition of a batch, long [batch, steps]."""

@@ -1,4 +1,4 @@
-"""Which model class serves which data representation."""
+"""Which model class serves which config: chosen by the model architecture."""
 
 from torch import nn
 
@@ -8,8 +8,11 @@ from musicvae_py.errors import ConfigError
 
 def build_model(config: Config) -> nn.Module:
     """A freshly initialised model for `config`."""
-    if config.data.kind in ("melody", "drums"):
+    architecture = config.model.architecture
+    if architecture == "rnn" and config.data.kind in ("melody", "drums"):
         from musicvae_py.models.music_vae import MusicVAE
 
         return MusicVAE(config)
-    raise ConfigError(f"config {config.name}: no model for data kind {config.data.kind!r}")
+    raise ConfigError(
+        f"config {config.name}: no {architecture!r} model for data kind {config.data.kind!r}"
+    )

@@ -1,7 +1,9 @@
 """The one training loop, for every model of the toolkit.
 
 A model supplies `augment(batch, generator)`, `training_loss(batch, step) -> (loss, scalars)`,
-`evaluate_batch(batch, generator)` and `summarize_evaluation(parts)`; a dataset supplies
+`evaluate_batch(batch, generator)` and `summarize_evaluation(parts)`, and may supply
+`epoch_end(run_dir, epoch, dataset)`, called after every epoch (image models save picture
+grids there); a dataset supplies
 `num_examples(split)`, `batch(split, rows)` and `check_compatible(config)`. The loop owns the
 data order, the optimiser and learning-rate decay, gradient clipping, non-finite steps,
 evaluation, logging and checkpoints. Every random draw of step k is seeded from (seed, k), so a
@@ -207,6 +209,10 @@ class Trainer:
                     last_eval = self.evaluate()
                 if self.step % opts.checkpoint_every == 0 or self.step == num_steps:
                     self.save()
+                if self.step % self.sampler.per_epoch == 0 and hasattr(self.model, "epoch_end"):
+                    self.model.epoch_end(
+                        self.run_dir, self.step // self.sampler.per_epoch, self.dataset
+                    )
         except KeyboardInterrupt:
             path = self.save()
             self.report(f"interrupted at step {self.step}; checkpoint saved in {path}")
