@@ -27,34 +27,54 @@ class DataConfig:
     gap_steps: int = 16  # this much silence ends a melody (one 4/4 bar)
     max_melody_steps: int = 1600  # melodies are cut to 100 bars before windowing
     transpose: int = 5  # training-time transposition, +- semitones
+    bass_programs: tuple[int, int] = (32, 39)  # trio only: the bass part's program range
 
     @property
-    def num_classes(self) -> int:
-        """Token vocabulary. Melody: no event, note off, one note-on per pitch. Drums: one token
-        per set of the 9 drum classes (2 ** 9)."""
-        if self.kind == "drums":
-            return 512
+    def melody_classes(self) -> int:
+        """Melody vocabulary: no event, note off, one note-on per pitch."""
         return 2 + self.max_pitch - self.min_pitch + 1
 
     @property
+    def stream_classes(self) -> tuple[int, ...]:
+        """Classes of each token stream of a step: melody, drums (one token per set of the 9
+        drum classes, 2 ** 9), or the trio's melody, bass and drums."""
+        if self.kind == "drums":
+            return (512,)
+        if self.kind == "trio":
+            return (self.melody_classes, self.melody_classes, 512)
+        return (self.melody_classes,)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of the first (for melody and drums, the only) stream."""
+        return self.stream_classes[0]
+
+    @property
     def input_size(self) -> int:
-        """Width of the encoder's input per step: a one-hot token, or for drums a 10-dim roll."""
-        return 10 if self.kind == "drums" else self.num_classes
+        """Width of the encoder's input per step: one-hot tokens of every stream, except that
+        drums alone are read as a 10-dim roll (9 class bits and a no-hit bit)."""
+        return 10 if self.kind == "drums" else sum(self.stream_classes)
 
     @property
     def window_shape(self) -> tuple[int, ...]:
-        """Shape of one stored window: one token per step."""
-        return (self.window_steps,)
+        """Shape of one stored window: a token per step, or per step and stream for a trio."""
+        streams = len(self.stream_classes)
+        return (self.window_steps,) if streams == 1 else (self.window_steps, streams)
 
     @property
     def storage_dtype(self) -> str:
         """The smallest unsigned integer type holding every token."""
-        return "uint8" if self.num_classes <= 256 else "uint16"
+        return "uint8" if max(self.stream_classes) <= 256 else "uint16"
 
     def window_problem(self, windows: np.ndarray) -> str | None:
         """Why stored windows [n, *window_shape] do not fit this config, or None."""
-        if len(windows) and windows.max() >= self.num_classes:
-            return f"token {windows.max()} outside the {self.num_classes} classes"
+        if not len(windows):
+            return None
+        per_stream = windows.reshape(len(windows), self.window_steps, -1)
+        for stream, classes in enumerate(self.stream_classes):
+            top = per_stream[..., stream].max()
+            if top >= classes:
+                return f"token {top} of stream {stream} outside its {classes} classes"
         return None
 
 
@@ -67,7 +87,9 @@ class ModelConfig:
     decoder_sizes: tuple[int, ...] = (256, 256)
     z_size: int = 256
     conductor_sizes: tuple[int, ...] = ()  # empty: a flat decoder; else the conductor's layers
-    bar_steps: int = 16  # steps per conductor output (one 4/4 bar)
+    bar_steps: int = 16  # steps per conductor output and per lower encoder level (one 4/4 bar)
+    bar_encoder_sizes: tuple[int, ...] = ()  # non-empty: a hierarchical encoder whose upper
+    # level (these sizes, per direction) reads the per-bar encodings of `encoder_sizes`
 
 
 @dataclass(frozen=True)
@@ -91,7 +113,11 @@ class TrainConfig:
 
 # The config class of each data kind and of each model architecture: a saved config names its
 # kind and architecture, and these say which dataclass rebuilds it.
-DATA_CONFIG_CLASSES: dict[str, type] = {"melody": DataConfig, "drums": DataConfig}
+DATA_CONFIG_CLASSES: dict[str, type] = {
+    "melody": DataConfig,
+    "drums": DataConfig,
+    "trio": DataConfig,
+}
 MODEL_CONFIG_CLASSES: dict[str, type] = {"rnn": ModelConfig}
 
 
@@ -170,7 +196,7 @@ _MELODY_16BAR = DataConfig(window_steps=256, programs=None, transpose=0)
 _DRUMS_2BAR = DataConfig(kind="drums", programs=None, transpose=0)
 _TINY_TRAIN = TrainConfig(
     batch_size=8,
-    max_beta=0.0,
+    max_beta=0.02,  # a light KL keeps the posterior means from growing without bound
     beta_rate=0.0,
     sampling_schedule="constant",
     sampling_rate=0.0,

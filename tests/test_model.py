@@ -58,17 +58,19 @@ def test_shapes_and_initial_posterior():
     mu, sigma = model.encode(tokens)
     assert mu.shape == sigma.shape == (4, 8)
     assert torch.allclose(sigma, torch.full_like(sigma, math.log(2)), atol=0.05)  # softplus(0)
-    assert model.teacher_forced_logits(mu, tokens).shape == (4, 32, 90)
-    logits, sampled = model.autoregress(mu, temperature=0.0)
-    assert logits.shape == (4, 32, 90) and sampled.shape == (4, 32)
+    (tf,) = model.teacher_forced_logits(mu, tokens)
+    assert tf.shape == (4, 32, 90)
+    (logits,), sampled = model.autoregress(mu, temperature=0.0)
+    assert logits.shape == (4, 32, 90) and sampled.shape == (4, 32, 1)
+    assert model.generate(mu, temperature=0.0).shape == (4, 32)
 
 
 def test_teacher_forcing_feeds_zeros_then_the_previous_truth():
     model = MusicVAE(TINY).eval()
     z = torch.randn(2, 8)
     tokens = torch.randint(0, 90, (2, 32))
-    tf = model.teacher_forced_logits(z, tokens)
-    stepwise, _ = model.autoregress(z, targets=tokens, sampling_probability=0.0)
+    (tf,) = model.teacher_forced_logits(z, tokens)
+    (stepwise,), _ = model.autoregress(z, targets=tokens, sampling_probability=0.0)
     assert torch.allclose(tf, stepwise, atol=1e-5)
 
 

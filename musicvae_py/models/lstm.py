@@ -1,4 +1,5 @@
-"""Recurrent building blocks: the bidirectional encoder and the categorical LSTM decoder."""
+"""Recurrent building blocks: bidirectional encoders (flat and per bar), the categorical LSTM
+decoder, and the conductor of the hierarchical decoder."""
 
 import torch
 from torch import nn
@@ -25,6 +26,31 @@ class BidirectionalLstmEncoder(nn.Module):
         for layer in self.layers:
             x, (h_n, _) = layer(x)
         return torch.cat([h_n[0], h_n[1]], dim=-1)
+
+
+class HierarchicalLstmEncoder(nn.Module):
+    """Two bidirectional levels: the lower encodes each bar on its own, the upper reads the
+    sequence of bar encodings; the encoding is the upper level's final states, concatenated."""
+
+    def __init__(
+        self,
+        input_size: int,
+        bar_sizes: tuple[int, ...],
+        upper_sizes: tuple[int, ...],
+        bar_steps: int,
+    ):
+        super().__init__()
+        self.bar_steps = bar_steps
+        self.lower = BidirectionalLstmEncoder(input_size, bar_sizes)
+        self.upper = BidirectionalLstmEncoder(self.lower.output_size, upper_sizes)
+        self.output_size = self.upper.output_size
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: [batch, steps, input_size], steps a whole number of bars -> [batch, output_size]."""
+        batch, steps, width = x.shape
+        bars = steps // self.bar_steps
+        per_bar = self.lower(x.reshape(batch * bars, self.bar_steps, width))
+        return self.upper(per_bar.reshape(batch, bars, -1))
 
 
 class LstmDecoder(nn.Module):

@@ -1,7 +1,13 @@
-"""MusicVAE over event tokens: a bidirectional LSTM encoder and an autoregressive categorical
-LSTM decoder conditioned on z at every step.
+"""MusicVAE over event tokens: a bidirectional LSTM encoder and autoregressive categorical LSTM
+decoders conditioned on z at every step.
 
-Shapes: tokens are long [batch, steps]; logits are [batch, steps, classes]; z is [batch, z_size].
+A window holds one token stream (melody or drums: long [batch, steps]) or several played
+together (a trio's melody, bass and drums: long [batch, steps, streams]). Each stream has its
+own core decoder; all of them read the same conditioning. The decoder is flat (conditioned on
+z) or hierarchical (a conductor turns z into one embedding per bar, and each bar's embedding
+re-initialises the core decoders and is read beside their inputs for that bar).
+
+Shapes: logits are [batch, steps, classes] per stream; z is [batch, z_size].
 """
 
 import torch
@@ -21,50 +27,70 @@ from musicvae_py.models.core import (
     reparameterize,
     sampling_probability_at,
 )
-from musicvae_py.models.lstm import BidirectionalLstmEncoder, Conductor, LstmDecoder
+from musicvae_py.models.lstm import (
+    BidirectionalLstmEncoder,
+    Conductor,
+    HierarchicalLstmEncoder,
+    LstmDecoder,
+)
+
+STREAM_NAMES = {"melody": ("melody",), "drums": ("drums",), "trio": ("melody", "bass", "drums")}
 
 
 class MusicVAE(nn.Module):
-    """MusicVAE for one categorical token stream (melody or drums), with a flat decoder or a
-    hierarchical one (a conductor emitting one embedding per bar, each re-initialising the
-    core decoder and read beside its inputs for that bar)."""
+    """MusicVAE for categorical token streams, with a flat or a hierarchical decoder."""
 
     def __init__(self, config: Config):
         super().__init__()
         self.config = config
-        self.num_classes = config.data.num_classes
-        self.steps = config.data.window_steps
-        m = config.model
-        self.encoder = BidirectionalLstmEncoder(config.data.input_size, m.encoder_sizes)
+        d, m = config.data, config.model
+        self.stream_classes = d.stream_classes
+        self.stream_names = STREAM_NAMES[d.kind]
+        self.steps = d.window_steps
+        if (m.conductor_sizes or m.bar_encoder_sizes) and self.steps % m.bar_steps:
+            raise ConfigError(
+                f"config {config.name}: {self.steps} steps is not a whole number of "
+                f"{m.bar_steps}-step bars"
+            )
+        if m.bar_encoder_sizes:
+            self.encoder = HierarchicalLstmEncoder(
+                d.input_size, m.encoder_sizes, m.bar_encoder_sizes, m.bar_steps
+            )
+        else:
+            self.encoder = BidirectionalLstmEncoder(d.input_size, m.encoder_sizes)
         self.posterior = GaussianHead(self.encoder.output_size, m.z_size)
-        self.conductor: Conductor | None = None
-        cond_size = m.z_size
-        if m.conductor_sizes:
-            if self.steps % m.bar_steps:
-                raise ConfigError(
-                    f"config {config.name}: {self.steps} steps is not a whole number of "
-                    f"{m.bar_steps}-step bars"
-                )
-            self.conductor = Conductor(m.z_size, m.conductor_sizes)
-            cond_size = self.conductor.output_size
-        self.decoder = LstmDecoder(self.num_classes, cond_size, m.decoder_sizes, self.num_classes)
+        self.conductor = Conductor(m.z_size, m.conductor_sizes) if m.conductor_sizes else None
+        cond_size = self.conductor.output_size if self.conductor else m.z_size
+        self.decoders = nn.ModuleList(
+            LstmDecoder(classes, cond_size, m.decoder_sizes, classes)
+            for classes in self.stream_classes
+        )
 
     @property
     def z_size(self) -> int:
         return self.config.model.z_size
 
-    def one_hot(self, tokens: torch.Tensor) -> torch.Tensor:
-        """int [batch, steps] -> float [batch, steps, classes]."""
-        return F.one_hot(tokens.long(), self.num_classes).float()
+    def _streams(self, tokens: torch.Tensor) -> torch.Tensor:
+        """int [batch, steps] or [batch, steps, streams] -> long [batch, steps, streams]."""
+        tokens = tokens.long()
+        return tokens[..., None] if tokens.dim() == 2 else tokens
+
+    def _unstreams(self, tokens: torch.Tensor) -> torch.Tensor:
+        """long [batch, steps, streams] -> the window layout of the data kind."""
+        return tokens[..., 0] if len(self.stream_classes) == 1 else tokens
 
     def encoder_inputs(self, tokens: torch.Tensor) -> torch.Tensor:
-        """long [batch, steps] -> float [batch, steps, input_size]."""
+        """Windows -> float [batch, steps, input_size]: one-hot tokens of every stream, or the
+        10-dim roll for drums alone."""
+        x = self._streams(tokens)
         if self.config.data.kind == "drums":
-            return drum_roll(tokens)
-        return self.one_hot(tokens)
+            return drum_roll(x[..., 0])
+        return torch.cat(
+            [F.one_hot(x[..., s], c).float() for s, c in enumerate(self.stream_classes)], dim=-1
+        )
 
     def encode(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens [batch, steps] -> posterior (mu, sigma), each [batch, z_size]."""
+        """Windows [batch, steps(, streams)] -> posterior (mu, sigma), each [batch, z_size]."""
         return self.posterior(self.encoder(self.encoder_inputs(tokens)))
 
     def _segments(self, z: torch.Tensor, steps: int) -> tuple[torch.Tensor, int]:
@@ -75,20 +101,27 @@ class MusicVAE(nn.Module):
         bar = self.config.model.bar_steps
         return self.conductor(z, -(-steps // bar)), bar
 
-    def teacher_forced_logits(self, z: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-        """Logits [batch, steps, classes] when the decoder reads the true previous tokens.
+    def teacher_forced_logits(self, z: torch.Tensor, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Per stream, logits [batch, steps, classes] when the decoders read the true previous
+        tokens.
 
         Every segment starts from its own initial state; its first input is the last token of
         the segment before (zeros for the first), so all segments run as one batch.
         """
-        batch, steps = tokens.shape
-        inputs = F.pad(self.one_hot(tokens[:, :-1]), (0, 0, 1, 0))  # zeros, then truth
+        x = self._streams(tokens)
+        batch, steps, _ = x.shape
         cond, length = self._segments(z, steps)
         segments = cond.shape[1]
-        inputs = inputs.reshape(batch * segments, length, self.num_classes)
         cond = cond.reshape(batch * segments, -1)
-        logits, _ = self.decoder(inputs, cond, self.decoder.init_state(cond))
-        return logits.reshape(batch, steps, self.num_classes)
+        out = []
+        for s, (decoder, classes) in enumerate(
+            zip(self.decoders, self.stream_classes, strict=True)
+        ):
+            inputs = F.pad(F.one_hot(x[:, :-1, s], classes).float(), (0, 0, 1, 0))
+            inputs = inputs.reshape(batch * segments, length, classes)
+            logits, _ = decoder(inputs, cond, decoder.init_state(cond))
+            out.append(logits.reshape(batch, steps, classes))
+        return out
 
     def autoregress(
         self,
@@ -98,37 +131,49 @@ class MusicVAE(nn.Module):
         targets: torch.Tensor | None = None,
         sampling_probability: float = 1.0,
         generator: torch.Generator | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        first_tokens: torch.Tensor | None = None,
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Decode step by step, feeding back the model's own choices.
 
         At each step the next input is the sampled token (argmax when temperature <= 0), or,
-        with probability 1 - sampling_probability, the target token. Returns
-        (logits [batch, steps, classes], tokens [batch, steps]).
+        with probability 1 - sampling_probability, the target token. The first input is all
+        zeros, or the one-hot of `first_tokens` (long [batch] or [batch, streams]: the last
+        tokens of a preceding segment). Returns (per stream logits [batch, steps, classes],
+        tokens long [batch, steps, streams]).
         """
         steps = steps or self.steps
         batch = z.shape[0]
         cond, length = self._segments(z, steps)
-        x = z.new_zeros(batch, 1, self.num_classes)
-        all_logits, all_tokens = [], []
+        truth = None if targets is None else self._streams(targets)
+        if first_tokens is None:
+            inputs = [z.new_zeros(batch, 1, c) for c in self.stream_classes]
+        else:
+            first = first_tokens.long().reshape(batch, -1)
+            inputs = [
+                F.one_hot(first[:, s], c).float()[:, None]
+                for s, c in enumerate(self.stream_classes)
+            ]
+        logits_per_step: list[list[torch.Tensor]] = [[] for _ in self.stream_classes]
+        tokens_per_step = []
         for t in range(steps):
             if t % length == 0:  # a new segment: state from its conditioning vector
                 segment = cond[:, t // length]
-                state = self.decoder.init_state(segment)
-            logits, state = self.decoder(x, segment, state)
-            logits = logits[:, 0]
-            if temperature <= 0:
-                token = logits.argmax(dim=-1)
-            else:
-                probs = torch.softmax(logits.float() / temperature, dim=-1)
-                token = torch.multinomial(probs, 1, generator=generator)[:, 0]
-            all_logits.append(logits)
-            all_tokens.append(token)
-            fed = token
-            if targets is not None and sampling_probability < 1.0:
+                states = [decoder.init_state(segment) for decoder in self.decoders]
+            use_own = None
+            if truth is not None and sampling_probability < 1.0:
                 use_own = torch.rand(batch, generator=generator) < sampling_probability
-                fed = torch.where(use_own, token, targets[:, t])
-            x = self.one_hot(fed)[:, None, :]
-        return torch.stack(all_logits, dim=1), torch.stack(all_tokens, dim=1)
+            step_tokens = []
+            for s, decoder in enumerate(self.decoders):
+                logits, states[s] = decoder(inputs[s], segment, states[s])
+                logits = logits[:, 0]
+                token = _choose(logits, temperature, generator)
+                logits_per_step[s].append(logits)
+                step_tokens.append(token)
+                fed = token if use_own is None else torch.where(use_own, token, truth[:, t, s])
+                inputs[s] = F.one_hot(fed, self.stream_classes[s]).float()[:, None]
+            tokens_per_step.append(torch.stack(step_tokens, dim=-1))
+        logits = [torch.stack(per_step, dim=1) for per_step in logits_per_step]
+        return logits, torch.stack(tokens_per_step, dim=1)
 
     def generate(
         self,
@@ -136,41 +181,50 @@ class MusicVAE(nn.Module):
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         steps: int | None = None,
+        first_tokens: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Decode z [batch, z_size] into tokens long [batch, steps]; temperature 0 is greedy."""
-        return self.autoregress(z, steps, temperature, generator=generator)[1]
+        """Decode z [batch, z_size] into windows: long [batch, steps] for one stream,
+        [batch, steps, streams] for several; temperature 0 is greedy. `first_tokens` are the
+        last tokens of a segment this one continues."""
+        _, tokens = self.autoregress(
+            z, steps, temperature, generator=generator, first_tokens=first_tokens
+        )
+        return self._unstreams(tokens)
 
     def augment(self, tokens: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Training-time transposition of a batch, long [batch, steps]."""
+        """Training-time transposition of a batch of melody windows, long [batch, steps]."""
         d = self.config.data
+        if d.kind != "melody":
+            return tokens
         return transpose_tokens(tokens, d.transpose, d.num_classes, generator)
 
     def training_loss(
         self, tokens: torch.Tensor, step: int
     ) -> tuple[torch.Tensor, dict[str, float]]:
         """The reference objective: mean over the batch of the reconstruction cross-entropy
-        summed over steps, plus beta times the KL beyond the free bits."""
+        summed over steps (and streams), plus beta times the KL beyond the free bits."""
         t = self.config.train
-        mu, sigma = self.encode(tokens)
+        x = self._streams(tokens)
+        mu, sigma = self.encode(x)
         z = reparameterize(mu, sigma)
         p = sampling_probability_at(step, t.sampling_schedule, t.sampling_rate)
         if p > 0:
-            logits, _ = self.autoregress(z, targets=tokens, sampling_probability=p)
+            logits, _ = self.autoregress(z, targets=x, sampling_probability=p)
         else:
-            logits = self.teacher_forced_logits(z, tokens)
-        r_loss = reconstruction_loss(logits, tokens)
+            logits = self.teacher_forced_logits(z, x)
+        r_loss = sum(reconstruction_loss(lg, x[..., s]) for s, lg in enumerate(logits))
         kl = kl_to_standard_normal(mu, sigma)
         beta = beta_at(step, t.max_beta, t.beta_rate)
         loss = r_loss.mean() + beta * free_bits_kl(kl, t.free_bits).mean()
         with torch.no_grad():
-            accuracy = (logits.argmax(-1) == tokens).float().mean().item()
+            hits = torch.stack([lg.argmax(-1) == x[..., s] for s, lg in enumerate(logits)], -1)
         return loss, {
             "loss": loss.item(),
             "r_loss": r_loss.mean().item(),
             "kl_bits": (kl.mean() / LN2).item(),
             "beta": beta,
             "p_sample": p,
-            "accuracy": accuracy,
+            "accuracy": hits.float().mean().item(),
         }
 
     @torch.no_grad()
@@ -178,69 +232,91 @@ class MusicVAE(nn.Module):
         """Sums over one held-out batch; `summarize_evaluation` turns them into metrics.
 
         Teacher-forced and fully sampled accuracy (the decoder reads its own temperature-1
-        samples), per-class counts, and the ELBO terms in nats (beta 1, no free bits).
+        samples), per bar, per stream and per class, and the ELBO terms in nats (beta 1, no
+        free bits).
         """
-        mu, sigma = self.encode(tokens)
-        eps = torch.randn(mu.shape, generator=generator)
-        z = mu + sigma * eps
-        tf_logits = self.teacher_forced_logits(z, tokens)
-        sampled_logits, _ = self.autoregress(z, temperature=1.0, generator=generator)
-        r_loss = reconstruction_loss(tf_logits, tokens)
-        kl = kl_to_standard_normal(mu, sigma)
-        tf_hit = tf_logits.argmax(-1) == tokens
-        sampled_hit = sampled_logits.argmax(-1) == tokens
-        classes = self.num_classes
+        x = self._streams(tokens)
+        batch, steps, _ = x.shape
+        mu, sigma = self.encode(x)
+        z = mu + sigma * torch.randn(mu.shape, generator=generator)
+        tf_logits = self.teacher_forced_logits(z, x)
+        sampled_logits, _ = self.autoregress(z, steps, temperature=1.0, generator=generator)
+        r_loss = sum(reconstruction_loss(lg, x[..., s]) for s, lg in enumerate(tf_logits))
+        tf_hit = torch.stack([lg.argmax(-1) == x[..., s] for s, lg in enumerate(tf_logits)], -1)
+        sampled_hit = torch.stack(
+            [lg.argmax(-1) == x[..., s] for s, lg in enumerate(sampled_logits)], -1
+        )
+        # one class id across all streams, for the per-class accuracy
+        offsets = torch.tensor([0, *self.stream_classes[:-1]]).cumsum(0)
+        class_ids = x + offsets
+        classes = sum(self.stream_classes)
         bar = self.config.model.bar_steps
-        bars = tokens.shape[1] // bar
+        bars = steps // bar
+
+        def per_bar(hit: torch.Tensor) -> torch.Tensor:
+            return hit[:, : bars * bar].reshape(batch, bars, -1).sum((0, 2))
+
         return {
-            "bar_tf_correct": tf_hit[:, : bars * bar].reshape(len(tokens), bars, bar).sum((0, 2)),
-            "bar_sampled_correct": sampled_hit[:, : bars * bar]
-            .reshape(len(tokens), bars, bar)
-            .sum((0, 2)),
-            "examples": len(tokens),
-            "steps": tokens.numel(),
+            "examples": batch,
+            "steps": tf_hit.numel(),
             "tf_correct": tf_hit.sum().item(),
             "sampled_correct": sampled_hit.sum().item(),
-            "class_total": torch.bincount(tokens.flatten(), minlength=classes),
-            "class_correct": torch.bincount(tokens[tf_hit], minlength=classes),
+            "bar_tf_correct": per_bar(tf_hit),
+            "bar_sampled_correct": per_bar(sampled_hit),
+            "stream_tf_correct": tf_hit.sum((0, 1)),
+            "stream_sampled_correct": sampled_hit.sum((0, 1)),
+            "class_total": torch.bincount(class_ids.flatten(), minlength=classes),
+            "class_correct": torch.bincount(class_ids[tf_hit], minlength=classes),
             "r_loss": r_loss.sum().item(),
-            "kl": kl.sum().item(),
+            "kl": kl_to_standard_normal(mu, sigma).sum().item(),
         }
 
-    @staticmethod
-    def summarize_evaluation(parts: list[dict]) -> dict[str, float]:
-        """Combine `evaluate_batch` sums into metrics (accuracies in [0, 1], nats, bits)."""
-        return summarize_evaluation(parts)
+    def summarize_evaluation(self, parts: list[dict]) -> dict[str, float | list[float]]:
+        """Combine `evaluate_batch` sums into metrics: accuracies in [0, 1] overall, per bar
+        (when a window has several) and per stream (when there are several), losses in nats."""
+        total = {k: sum(p[k] for p in parts) for k in parts[0]}
+        class_total, class_correct = total["class_total"], total["class_correct"]
+        present = class_total > 0
+        per_class = (class_correct[present].float() / class_total[present].float()).mean().item()
+        examples, scored = total["examples"], total["steps"]
+        metrics: dict[str, float | list[float]] = {
+            "windows": examples,
+            "teacher_forced_accuracy": total["tf_correct"] / scored,
+            "sampled_accuracy": total["sampled_correct"] / scored,
+            "mean_per_class_accuracy": per_class,
+            "r_loss": total["r_loss"] / examples,
+            "kl_nats": total["kl"] / examples,
+            "kl_bits": total["kl"] / examples / LN2,
+            "elbo_nats": -(total["r_loss"] + total["kl"]) / examples,
+        }
+        bars = len(total["bar_tf_correct"])
+        if bars > 1:
+            metrics["teacher_forced_accuracy_per_bar"] = (
+                total["bar_tf_correct"] / (scored / bars)
+            ).tolist()
+            metrics["sampled_accuracy_per_bar"] = (
+                total["bar_sampled_correct"] / (scored / bars)
+            ).tolist()
+        streams = len(self.stream_classes)
+        if streams > 1:
+            per_stream = scored / streams
+            tf, sampled = total["stream_tf_correct"], total["stream_sampled_correct"]
+            for s, name in enumerate(self.stream_names):
+                metrics[f"teacher_forced_accuracy_{name}"] = tf[s].item() / per_stream
+                metrics[f"sampled_accuracy_{name}"] = sampled[s].item() / per_stream
+        return metrics
+
+
+def _choose(logits: torch.Tensor, temperature: float, generator: torch.Generator | None):
+    """The next token from logits [batch, classes]: argmax at temperature <= 0, else a draw
+    from softmax(logits / temperature). Returns long [batch]."""
+    if temperature <= 0:
+        return logits.argmax(dim=-1)
+    probs = torch.softmax(logits.float() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)[:, 0]
 
 
 def reconstruction_loss(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """Cross-entropy summed over steps: logits [batch, steps, classes] -> [batch] nats."""
     ce = F.cross_entropy(logits.float().transpose(1, 2), tokens, reduction="none")
     return ce.sum(dim=1)
-
-
-def summarize_evaluation(parts: list[dict]) -> dict[str, float]:
-    """Combine `evaluate_batch` sums into metrics (accuracies in [0, 1], losses in nats)."""
-    total = {k: sum(p[k] for p in parts) for k in parts[0]}
-    class_total, class_correct = total["class_total"], total["class_correct"]
-    present = class_total > 0
-    per_class = (class_correct[present].float() / class_total[present].float()).mean().item()
-    examples = total["examples"]
-    per_bar = {}
-    if len(total["bar_tf_correct"]) > 1:
-        bar_total = total["steps"] / len(total["bar_tf_correct"])  # steps scored in each bar
-        per_bar = {
-            "teacher_forced_accuracy_per_bar": (total["bar_tf_correct"] / bar_total).tolist(),
-            "sampled_accuracy_per_bar": (total["bar_sampled_correct"] / bar_total).tolist(),
-        }
-    return {
-        "windows": examples,
-        "teacher_forced_accuracy": total["tf_correct"] / total["steps"],
-        "sampled_accuracy": total["sampled_correct"] / total["steps"],
-        "mean_per_class_accuracy": per_class,
-        "r_loss": total["r_loss"] / examples,
-        "kl_nats": total["kl"] / examples,
-        "kl_bits": total["kl"] / examples / LN2,
-        "elbo_nats": -(total["r_loss"] + total["kl"]) / examples,
-        **per_bar,
-    }

@@ -9,7 +9,7 @@ from musicvae_py.errors import ConfigError
 def build_model(config: Config) -> nn.Module:
     """A freshly initialised model for `config`."""
     architecture = config.model.architecture
-    if architecture == "rnn" and config.data.kind in ("melody", "drums"):
+    if architecture == "rnn" and config.data.kind in ("melody", "drums", "trio"):
         from musicvae_py.models.music_vae import MusicVAE
 
         return MusicVAE(config)
