@@ -108,14 +108,24 @@ def _write_outputs(model, outputs: list[tuple[Path, "object"]], opts: dict) -> N
     from musicvae_py.fileio import check_writable
     from musicvae_py.plotting import piano_roll_png
 
+    def pictures(path: Path, tracks: list) -> list[tuple[Path, list]]:
+        # one piano roll per file, or per track when a file has several
+        if len(tracks) == 1:
+            return [(path.with_suffix(".png"), tracks)]
+        return [(path.with_name(f"{path.stem}-{t.name}.png"), [t]) for t in tracks]
+
+    tracks = [model.tracks(tokens, opts["program"], opts["velocity"]) for _, tokens in outputs]
     paths = [p for p, _ in outputs]
     if opts["plot"]:
-        paths += [p.with_suffix(".png") for p, _ in outputs]
+        paths += [
+            png for (p, _), t in zip(outputs, tracks, strict=True) for png, _ in pictures(p, t)
+        ]
     check_writable(paths, opts["force"])
-    for path, tokens in outputs:
+    for (path, tokens), file_tracks in zip(outputs, tracks, strict=True):
         model.save_midi(tokens, path, opts["qpm"], opts["program"], opts["velocity"])
         if opts["plot"]:
-            piano_roll_png(model.tracks(tokens), path.with_suffix(".png"))
+            for png, shown in pictures(path, file_tracks):
+                piano_roll_png(shown, png)
         click.echo(f"wrote {path}")
 
 
@@ -148,14 +158,23 @@ def _write_outputs(model, outputs: list[tuple[Path, "object"]], opts: dict) -> N
     multiple=True,
     help="Read only tracks of this name from files that have one (repeatable).",
 )
+@click.option(
+    "--split-csv",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The corpus's own split: a CSV with midi_filename and split (train, validation, "
+    "test) columns, such as Groove's info.csv.",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing dataset.")
 @run_safely
-def prepare(sources, out, config_name, valid_fraction, seed, workers, tracks, force) -> None:
+def prepare(
+    sources, out, config_name, valid_fraction, seed, workers, tracks, split_csv, force
+) -> None:
     """Turn MIDI files and folders (recursive) into a dataset of windows."""
     from tqdm import tqdm
 
     from musicvae_py.configs import get_config
-    from musicvae_py.data.prepare import prepare_dataset
+    from musicvae_py.data.prepare import prepare_dataset, read_split_table
     from musicvae_py.errors import OutputExistsError
 
     if (out / "meta.json").exists() and not force:
@@ -167,8 +186,17 @@ def prepare(sources, out, config_name, valid_fraction, seed, workers, tracks, fo
         bar.total = total
         bar.update(1)
 
+    table = read_split_table(split_csv) if split_csv else None
     report = prepare_dataset(
-        list(sources), out, config.data, valid_fraction, seed, workers, tuple(tracks), progress
+        list(sources),
+        out,
+        config.data,
+        valid_fraction,
+        seed,
+        workers,
+        tuple(tracks),
+        progress,
+        split_table=table,
     )
     bar.close()
     click.echo(f"files read:          {report.files_read} of {report.files_found}")
@@ -176,10 +204,10 @@ def prepare(sources, out, config_name, valid_fraction, seed, workers, tracks, fo
     click.echo(f"files skipped:       {skipped}")
     for reason, count in report.files_skipped.items():
         click.echo(f"  {reason:<17}  {count}   e.g. {report.skipped_examples[reason][0]}")
-    click.echo(
-        f"windows kept:        train {report.windows_kept['train']}, "
-        f"valid {report.windows_kept['valid']}"
-    )
+    kept = ", ".join(f"{split} {n}" for split, n in report.windows_kept.items())
+    click.echo(f"windows kept:        {kept}")
+    if report.files_not_in_split_table:
+        click.echo(f"files not in {split_csv}, split by hash: {report.files_not_in_split_table}")
     click.echo(f"duplicates dropped:  {report.duplicates_dropped}")
     click.echo(f"held-out windows also in train: {report.heldout_seen_in_train}")
     meters = ", ".join(f"{m} {n}" for m, n in report.windows_per_meter.items())
@@ -317,20 +345,71 @@ def evaluate(model_spec, data_dir, split, max_windows, seed, as_json) -> None:
 @main.command()
 @model_option
 @click.option("-n", "count", type=click.IntRange(1, 10_000), default=5, show_default=True)
+@click.option(
+    "--bars",
+    type=click.IntRange(1, 4096),
+    default=None,
+    help="Length of each piece in 4/4 bars (default: the model's window). Longer pieces walk "
+    "a smooth latent path, one window per point, joined at whole bars.",
+)
+@click.option(
+    "--through",
+    "through",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="With --bars: a MIDI file whose latent mean the walk passes through (repeatable, in "
+    "order); the default path goes through random points.",
+)
+@click.option(
+    "--window",
+    "windows",
+    type=int,
+    multiple=True,
+    help="Window index per --through file, in order; one value applies to all.",
+)
 @temperature_option
 @seed_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @midi_options
 @run_safely
-def sample(model_spec, count, temperature, seed, out, **opts) -> None:
-    """Sample N melodies from the prior and write one MIDI file each."""
+def sample(model_spec, count, bars, through, windows, temperature, seed, out, **opts) -> None:
+    """Sample N pieces from the prior and write one MIDI file each."""
+    import numpy as np
+
+    from musicvae_py.errors import ConfigError
     from musicvae_py.inference import TrainedModel
 
+    if through and bars is None:
+        raise ConfigError("--through needs --bars (the length of the piece)")
     model = TrainedModel.load(model_spec)
-    tokens = model.sample(count, temperature, seed)
+    if bars is None:
+        pieces = list(model.sample(count, temperature, seed))
+    else:
+        anchors = None
+        if through:
+            inputs = [
+                _pick_window(model, p, w)
+                for p, w in zip(through, _picks(windows, through), strict=True)
+            ]
+            anchors = model.encode(np.concatenate(inputs))[1]
+        pieces = [
+            model.long_sample(bars, temperature, None if seed is None else seed + i, anchors)
+            for i in range(count)
+        ]
     width = max(3, len(str(count)))
-    outputs = [(out / f"sample-{i + 1:0{width}d}.mid", t) for i, t in enumerate(tokens)]
+    outputs = [(out / f"sample-{i + 1:0{width}d}.mid", t) for i, t in enumerate(pieces)]
     _write_outputs(model, outputs, opts)
+
+
+def _picks(windows: tuple[int, ...], inputs: tuple) -> list[int | None]:
+    """The --window value of each input: one per input in order, or one for all."""
+    from musicvae_py.errors import ConfigError
+
+    if len(windows) > max(1, len(inputs)):
+        raise ConfigError(f"{len(windows)} --window values for {len(inputs)} inputs")
+    if len(windows) == 1:
+        return list(windows) * len(inputs)
+    return list(windows) + [None] * (len(inputs) - len(windows))
 
 
 def _pick_window(model, path: Path, index: int | None):
@@ -348,40 +427,43 @@ def _pick_window(model, path: Path, index: int | None):
 
 
 @main.command()
-@click.argument("midi_a", type=click.Path(path_type=Path))
-@click.argument("midi_b", type=click.Path(path_type=Path))
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_option
 @click.option(
     "--steps",
     type=click.IntRange(2, 1000),
     default=5,
     show_default=True,
-    help="Points on the path, both endpoints included.",
+    help="Points on the path from one input to the next, both endpoints included.",
 )
 @click.option(
     "--window",
     "windows",
     type=int,
     multiple=True,
-    help="Window index per input, in input order; one value applies to both.",
+    help="Window index per input, in input order; one value applies to all.",
 )
 @temperature_option
 @seed_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder.")
 @midi_options
 @run_safely
-def interpolate(midi_a, midi_b, model_spec, steps, windows, temperature, seed, out, **opts):
-    """Slerp between the latent means of two MIDI inputs; one MIDI per step plus all in one."""
+def interpolate(inputs, model_spec, steps, windows, temperature, seed, out, **opts):
+    """Slerp through the latent means of two or more MIDI inputs, in order; one MIDI file per
+    point plus one with the whole path as a single piece."""
     import numpy as np
 
+    from musicvae_py.errors import ConfigError
     from musicvae_py.inference import TrainedModel
 
+    if len(inputs) < 2:
+        raise ConfigError("interpolate needs at least two MIDI inputs")
     model = TrainedModel.load(model_spec)
-    picks = list(windows) * 2 if len(windows) == 1 else list(windows) + [None, None]
-    a = _pick_window(model, midi_a, picks[0])
-    b = _pick_window(model, midi_b, picks[1])
-    tokens = model.interpolate(a, b, steps, temperature, seed)
-    width = max(2, len(str(steps)))
+    picked = [
+        _pick_window(model, p, w) for p, w in zip(inputs, _picks(windows, inputs), strict=True)
+    ]
+    tokens = model.interpolate(*picked, steps=steps, temperature=temperature, seed=seed)
+    width = max(2, len(str(len(tokens))))
     outputs = [(out / f"interp-{i:0{width}d}.mid", t) for i, t in enumerate(tokens)]
     outputs.append((out / "interp-all.mid", np.concatenate(list(tokens))))
     _write_outputs(model, outputs, opts)

@@ -194,6 +194,9 @@ def _build(kind: type, values: dict[str, Any]) -> Any:
 _MELODY_2BAR = DataConfig()
 _MELODY_16BAR = DataConfig(window_steps=256, programs=None, transpose=0)
 _DRUMS_2BAR = DataConfig(kind="drums", programs=None, transpose=0)
+_TRIO_16BAR = DataConfig(
+    kind="trio", window_steps=256, programs=(0, 31), gap_steps=32, transpose=0
+)  # a part's silences of up to 2 bars still count as playing
 _TINY_TRAIN = TrainConfig(
     batch_size=8,
     max_beta=0.02,  # a light KL keeps the posterior means from growing without bound
@@ -272,6 +275,27 @@ CONFIGS: dict[str, Config] = {
             z_size=512,
         ),
         train=_TEACHER_FORCED_16BAR,
+    ),
+    "trio_16bar_hierdec": Config(
+        name="trio_16bar_hierdec",
+        description="16-bar trios (melody, bass, drums), conductor decoder, reference sizes",
+        data=_TRIO_16BAR,
+        model=ModelConfig(
+            encoder_sizes=(2048, 2048),
+            decoder_sizes=(1024, 1024),
+            conductor_sizes=(1024, 1024),
+            z_size=512,
+        ),
+        train=dataclasses.replace(_TEACHER_FORCED_16BAR, batch_size=256),
+    ),
+    "trio_16bar_hierdec_tiny": Config(
+        name="trio_16bar_hierdec_tiny",
+        description="16-bar trios, conductor decoder, tiny, for tests",
+        data=_TRIO_16BAR,
+        model=ModelConfig(
+            encoder_sizes=(16,), decoder_sizes=(16,), conductor_sizes=(16,), z_size=8
+        ),
+        train=_TINY_TRAIN,
     ),
     "mel_16bar_hierdec_tiny": Config(
         name="mel_16bar_hierdec_tiny",

@@ -113,33 +113,120 @@ class TrainedModel:
         return self.model.generate(z, temperature, _generator(seed)).numpy()
 
     def sample(self, n: int, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
-        """n melodies decoded from z ~ N(0, I): int64 [n, steps]."""
+        """n windows decoded from z ~ N(0, I): int64 [n, *window_shape]."""
         generator = _generator(seed)
         z = torch.randn(n, self.z_size, generator=generator)
         return self.decode(z.numpy(), temperature, None if seed is None else seed + 1)
 
+    def _as_batch(self, windows: np.ndarray) -> np.ndarray:
+        """One window [*window_shape] or several [n, *window_shape] -> [n, *window_shape]."""
+        windows = np.asarray(windows)
+        return windows[None] if windows.shape == self.config.data.window_shape else windows
+
     def interpolate(
         self,
-        start: np.ndarray,
-        end: np.ndarray,
+        *inputs: np.ndarray,
         steps: int = 5,
         temperature: float = 0.5,
         seed: int | None = None,
     ) -> np.ndarray:
-        """Slerp between the posterior means of two windows (int [steps] or [1, steps]),
-        endpoints included: int64 [steps, window_steps]."""
-        if steps < 2:
-            raise ValueError("an interpolation needs at least 2 steps")
-        _, mu, _ = self.encode(np.stack([np.ravel(start), np.ravel(end)]))
-        a, b = torch.from_numpy(mu[0]), torch.from_numpy(mu[1])
-        path = slerp(a, b, torch.linspace(0.0, 1.0, steps))
-        return self.decode(path.numpy(), temperature, seed)
+        """Slerp through the posterior means of two or more windows, each leg `steps` points
+        with both endpoints, and decode the path as one piece whose segments join (see
+        `walk`): [points, *window_shape], segment k being point k."""
+        if len(inputs) < 2 or steps < 2:
+            raise ValueError("an interpolation needs at least 2 inputs and 2 steps")
+        _, mu, _ = self.encode(np.concatenate([self._as_batch(w) for w in inputs]))
+        path = latent_path(torch.from_numpy(mu), steps)
+        return self.walk(path.numpy(), temperature, seed)
+
+    def long_sample(
+        self,
+        bars: int,
+        temperature: float = 0.5,
+        seed: int | None = None,
+        anchors: np.ndarray | None = None,
+        bars_per_anchor: int = 8,
+    ) -> np.ndarray:
+        """A piece of `bars` 4/4 bars, longer than a window: a smooth path through latent
+        anchors (float [k, z_size], default one z ~ N(0, I) every `bars_per_anchor` bars),
+        one window decoded per point and the windows joined by `walk`. Returns
+        [bars * 16(, streams)] tokens."""
+        steps = bars * 16
+        segments = -(-steps // self.steps)
+        generator = _generator(seed)
+        if anchors is None:
+            count = max(2, -(-bars // bars_per_anchor) + 1)
+            anchors = torch.randn(count, self.z_size, generator=generator).numpy()
+        if len(anchors) == 1:
+            anchors = np.concatenate([anchors, anchors])
+        points = _resample_path(torch.as_tensor(anchors, dtype=torch.float32), segments)
+        pieces = self.walk(points.numpy(), temperature, None if seed is None else seed + 1)
+        return np.concatenate(list(pieces))[:steps]
+
+    @torch.no_grad()
+    def walk(
+        self,
+        z: np.ndarray,
+        temperature: float = 0.5,
+        seed: int | None = None,
+        candidates: int = 8,
+        max_rounds: int = 4,
+    ) -> np.ndarray:
+        """Decode consecutive latent points float [k, z_size] into windows that join into one
+        piece: [k, *window_shape].
+
+        Each window's decoder starts from the last tokens of the window before (so a note
+        sounding at the seam can go on), and of `candidates` draws the one leaving the
+        shortest silence across the seam is kept, drawing up to `max_rounds` times while that
+        silence would last a bar or more; windows are whole bars, so the beat goes on. At
+        temperature 0 there is one candidate.
+        """
+        generator = _generator(seed)
+        count = 1 if temperature <= 0 else candidates
+        pieces: list[np.ndarray] = []
+        for point in torch.as_tensor(z, dtype=torch.float32):
+            first = None
+            if pieces:
+                last = torch.as_tensor(pieces[-1][-1]).long().reshape(1, -1)
+                first = last.expand(count, -1)
+            best, best_gap = None, None
+            for _ in range(max_rounds):  # draw again while the seam would hold a silent bar
+                drawn = self.model.generate(
+                    point.expand(count, -1), temperature, generator, first_tokens=first
+                ).numpy()
+                if not pieces:
+                    best, best_gap = drawn[0], 0
+                    break
+                gaps = [self.seam_silence(pieces[-1], candidate) for candidate in drawn]
+                if best_gap is None or min(gaps) < best_gap:
+                    best, best_gap = drawn[int(np.argmin(gaps))], min(gaps)
+                if best_gap < 16 or count == 1:
+                    break
+            pieces.append(best)
+        return np.stack(pieces)
+
+    def seam_silence(self, before: np.ndarray, after: np.ndarray) -> int:
+        """Steps of silence (no note sounding in any track) across the seam between two
+        windows played one after the other."""
+        joined = np.concatenate([before, after])
+        sounding = np.zeros(len(joined), dtype=bool)
+        for track in self.tracks(joined):
+            for _, start, end in track.notes:
+                sounding[start:end] = True
+        seam = len(before)
+        left = seam - 1
+        while left >= 0 and not sounding[left]:
+            left -= 1
+        right = seam
+        while right < len(joined) and not sounding[right]:
+            right += 1
+        return right - left - 1
 
     def reconstruct(
         self, tokens: np.ndarray, temperature: float = 0.5, seed: int | None = None
     ) -> np.ndarray:
         """Encode windows int [n, steps] to their means and decode them again."""
-        _, mu, _ = self.encode(tokens)
+        _, mu, _ = self.encode(self._as_batch(tokens))
         return self.decode(mu, temperature, seed)
 
     def tracks(self, window: np.ndarray, program: int = 0, velocity: int = 80) -> list[NoteList]:
@@ -163,3 +250,24 @@ class TrainedModel:
 
 def _generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(seed)
+
+
+def latent_path(anchors: torch.Tensor, steps: int) -> torch.Tensor:
+    """Slerp legs between consecutive anchors [k, z_size], `steps` points per leg with both
+    endpoints, shared endpoints once: [(k - 1) * (steps - 1) + 1, z_size]."""
+    fractions = torch.linspace(0.0, 1.0, steps)
+    legs = [slerp(anchors[i], anchors[i + 1], fractions) for i in range(len(anchors) - 1)]
+    return torch.cat([legs[0]] + [leg[1:] for leg in legs[1:]])
+
+
+def _resample_path(anchors: torch.Tensor, points: int) -> torch.Tensor:
+    """`points` evenly spaced positions along the slerp path through anchors [k, z_size]."""
+    where = torch.linspace(0.0, len(anchors) - 1.0, points)
+    leg = where.floor().long().clamp(max=len(anchors) - 2)
+    fraction = where - leg
+    return torch.stack(
+        [
+            slerp(anchors[i], anchors[i + 1], fraction[k : k + 1])[0]
+            for k, i in enumerate(leg.tolist())
+        ]
+    )

@@ -82,6 +82,26 @@ def extract_track_melodies(track: Track, score: Score, cfg: DataConfig) -> list[
     return melodies
 
 
+def melody_line(track: Track, cfg: DataConfig, steps: int) -> np.ndarray:
+    """The whole track as one monophonic line of tokens int16 [steps] from step 0, by the
+    rules of `extract_track_melodies` but never split at silences."""
+    in_range = (track.pitch >= cfg.min_pitch) & (track.pitch <= cfg.max_pitch)
+    pitch, start, end = track.pitch[in_range], track.start[in_range], track.end[in_range]
+    order = np.lexsort((-pitch.astype(np.int64), start))
+    events: list[int] = []
+    last_on = -1
+    for p, on, off in zip(
+        pitch[order].tolist(), start[order].tolist(), end[order].tolist(), strict=True
+    ):
+        if on == last_on or on >= steps:  # a lower note of a chord, or past the end
+            continue
+        _add_note(events, pitch_to_token(p, cfg.min_pitch), on, min(off, steps))
+        last_on = on
+    tokens = np.zeros(steps, dtype=np.int16)
+    tokens[: min(steps, len(events))] = events[:steps]
+    return tokens
+
+
 def _add_note(events: list[int], token: int, on: int, off: int) -> None:
     if len(events) < off + 1:
         events.extend([NO_EVENT] * (off + 1 - len(events)))

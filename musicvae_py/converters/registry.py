@@ -54,9 +54,22 @@ def _drum_tracks(window: np.ndarray, cfg: Any, program: int, velocity: int) -> l
     return [drum_notelist(np.ravel(window), velocity)]
 
 
+def _trio_extract(score: Score, cfg: Any) -> Extraction:
+    from musicvae_py.converters.trio import extract_trio_windows
+
+    return extract_trio_windows(score, cfg)
+
+
+def _trio_tracks(window: np.ndarray, cfg: Any, program: int, velocity: int) -> list[NoteList]:
+    from musicvae_py.converters.trio import trio_notelists
+
+    return trio_notelists(window, cfg, program, velocity)
+
+
 CONVERTERS: dict[str, Converter] = {
     "melody": Converter(_melody_extract, _melody_tracks),
     "drums": Converter(_drum_extract, _drum_tracks),
+    "trio": Converter(_trio_extract, _trio_tracks),
 }
 
 

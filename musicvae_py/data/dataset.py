@@ -60,8 +60,10 @@ def load_dataset(path: str | Path) -> Dataset:
     except (json.JSONDecodeError, KeyError, TypeError, ConfigError) as err:
         raise DatasetError(f"{meta_path}: malformed ({err})") from err
     splits = {}
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "test"):
         file = path / f"{split}.npy"
+        if split == "test" and not file.exists():
+            continue  # only corpora with their own split table have a test split
         try:
             rows = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as err:

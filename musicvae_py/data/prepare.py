@@ -5,6 +5,7 @@ A dataset folder holds `train.npy` and `valid.npy` (uint8 [windows, steps]) and 
 so no file contributes windows to both splits.
 """
 
+import csv
 import hashlib
 import logging
 import os
@@ -34,7 +35,8 @@ SKIP_REASONS = {
     "no notes": "the file parses but holds no notes",
     "no melody": "no notes on a melodic track in the pitch and program range (drums only, ...)",
     "no drums": "a drum config, and no drum-channel note of the 9-class kit",
-    "too short": "melodies found, but none is as long as one window",
+    "no trio": "a trio config, and the file lacks a melody, a bass or a drum part",
+    "too short": "parts found, but none lasts one window (for trios: all three together)",
     "error": "an unexpected failure while converting; rerun with --debug for the traceback",
 }
 
@@ -128,6 +130,7 @@ class PrepareReport:
     windows_per_meter: dict[str, int] = field(default_factory=dict)
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     walk_problems: list[str] = field(default_factory=list)
+    files_not_in_split_table: int = 0  # split by hash instead
 
 
 def split_of(path: str, seed: int, valid_fraction: float) -> str:
@@ -135,6 +138,30 @@ def split_of(path: str, seed: int, valid_fraction: float) -> str:
     on the order of files or on where the corpus lies."""
     digest = hashlib.sha256(f"{seed}:{Path(path).name}".encode()).digest()
     return "valid" if int.from_bytes(digest[:8], "big") / 2**64 < valid_fraction else "train"
+
+
+SPLIT_NAMES = {"train": "train", "valid": "valid", "validation": "valid", "test": "test"}
+
+
+def read_split_table(path: str | Path) -> dict[Path, str]:
+    """A corpus's own split: a CSV file with a `midi_filename` column (paths relative to the
+    CSV's folder) and a `split` column (train, validation or valid, test), as the Groove MIDI
+    Dataset's info.csv. Returns resolved file path -> split."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"{path}: unreadable split table ({err})") from err
+    if not rows or not {"midi_filename", "split"} <= set(rows[0]):
+        raise DatasetError(f"{path}: a split table needs midi_filename and split columns")
+    table = {}
+    for line, row in enumerate(rows, 2):
+        split = SPLIT_NAMES.get(row["split"].strip().lower())
+        if split is None:
+            raise DatasetError(f"{path}: line {line}: unknown split {row['split']!r}")
+        table[(path.parent / row["midi_filename"]).resolve()] = split
+    return table
 
 
 def prepare_dataset(
@@ -146,11 +173,14 @@ def prepare_dataset(
     workers: int | None = None,
     track_names: tuple[str, ...] = (),
     progress: Callable[[int, int], None] | None = None,
+    split_table: dict[Path, str] | None = None,
 ) -> PrepareReport:
     """Convert every MIDI file under `sources` into a dataset folder `out`.
 
-    Duplicate windows are dropped within each split. `progress(done, total)` is called after
-    each file. Returns the report, also saved in `out/meta.json`.
+    Files are split by `split_table` (see `read_split_table`) when given, else, and for files
+    the table does not name, by a seeded hash of the name. Duplicate windows are dropped within
+    each split. `progress(done, total)` is called after each file. Returns the report, also
+    saved in `out/meta.json`.
     """
     files, problems = find_midi_files(sources)
     report = PrepareReport(files_found=len(files), walk_problems=problems)
@@ -159,9 +189,10 @@ def prepare_dataset(
 
     workers = workers or os.cpu_count() or 1
     jobs = [(str(f), cfg, tuple(track_names)) for f in files]
-    kept: dict[str, list[np.ndarray]] = {"train": [], "valid": []}
-    meters: dict[str, list[str]] = {"train": [], "valid": []}
-    split_files: dict[str, list[str]] = {"train": [], "valid": []}
+    splits = ("train", "valid", "test") if split_table else ("train", "valid")
+    kept: dict[str, list[np.ndarray]] = {s: [] for s in splits}
+    meters: dict[str, list[str]] = {s: [] for s in splits}
+    split_files: dict[str, list[str]] = {s: [] for s in splits}
     skipped: Counter[str] = Counter()
     results = _run(jobs, workers)
     for done, result in enumerate(results, 1):
@@ -172,7 +203,10 @@ def prepare_dataset(
                 examples.append(f"{result.path}: {result.detail}" if result.detail else result.path)
         else:
             report.files_read += 1
-            split = split_of(result.path, seed, valid_fraction)
+            split = (split_table or {}).get(Path(result.path).resolve())
+            if split is None:
+                report.files_not_in_split_table += bool(split_table)
+                split = split_of(result.path, seed, valid_fraction)
             kept[split].append(result.windows)
             meters[split].extend(result.meters)
             split_files[split].append(result.path)
@@ -182,7 +216,7 @@ def prepare_dataset(
 
     arrays, per_meter = {}, Counter()
     train_keys: set[bytes] = set()
-    for split in ("train", "valid"):
+    for split in splits:
         empty = np.zeros((0, *cfg.window_shape))
         rows = (np.concatenate(kept[split]) if kept[split] else empty).astype(cfg.storage_dtype)
         _, first = np.unique(rows, axis=0, return_index=True) if len(rows) else ([], [])
@@ -194,7 +228,7 @@ def prepare_dataset(
         if split == "train":
             train_keys = keys
         else:
-            report.heldout_seen_in_train = len(keys & train_keys)
+            report.heldout_seen_in_train += len(keys & train_keys)
         report.windows_kept[split] = len(first)
     report.windows_per_meter = dict(per_meter.most_common())
 
