@@ -581,8 +581,9 @@ def configs() -> None:
     """List the named configs."""
     from musicvae_py.configs import CONFIGS
 
+    width = max(map(len, CONFIGS))
     for name, config in CONFIGS.items():
-        click.echo(f"{name:<18} {config.description}")
+        click.echo(f"{name:<{width}}  {config.description}")
 
 
 if __name__ == "__main__":

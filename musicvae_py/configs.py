@@ -210,6 +210,11 @@ _TINY_TRAIN = TrainConfig(
 _TEACHER_FORCED_16BAR = TrainConfig(
     free_bits=256.0, max_beta=0.2, beta_rate=0.0, sampling_schedule="constant", sampling_rate=0.0
 )
+# The reference's 16-bar loss, at a batch and step count that fit one CPU core in about
+# half an hour
+_CPU_16BAR = dataclasses.replace(
+    _TEACHER_FORCED_16BAR, batch_size=16, learning_rate=2e-3, num_steps=2_500
+)
 
 CONFIGS: dict[str, Config] = {
     "mel_2bar_small": Config(
@@ -259,13 +264,29 @@ CONFIGS: dict[str, Config] = {
     ),
     "mel_16bar_flat": Config(
         name="mel_16bar_flat",
-        description="16-bar melodies, flat decoder (the baseline of the hierarchical one)",
+        description="16-bar melodies, flat decoder, CPU-sized: the baseline of mel_16bar_hierdec",
+        data=_MELODY_16BAR,
+        model=ModelConfig(encoder_sizes=(256,), decoder_sizes=(256, 256), z_size=128),
+        train=_CPU_16BAR,
+    ),
+    "mel_16bar_hierdec": Config(
+        name="mel_16bar_hierdec",
+        description="16-bar melodies, conductor decoder, CPU-sized (the bundled model's)",
+        data=_MELODY_16BAR,
+        model=ModelConfig(
+            encoder_sizes=(256,), decoder_sizes=(256,), conductor_sizes=(256,), z_size=128
+        ),
+        train=_CPU_16BAR,
+    ),
+    "mel_16bar_flat_large": Config(
+        name="mel_16bar_flat_large",
+        description="16-bar melodies, flat decoder, the reference's flat-mel_16bar sizes",
         data=_MELODY_16BAR,
         model=ModelConfig(encoder_sizes=(2048, 2048), decoder_sizes=(2048, 2048, 2048), z_size=512),
         train=_TEACHER_FORCED_16BAR,
     ),
-    "mel_16bar_hierdec": Config(
-        name="mel_16bar_hierdec",
+    "mel_16bar_hierdec_large": Config(
+        name="mel_16bar_hierdec_large",
         description="16-bar melodies, conductor decoder, the reference's hierdec-mel_16bar sizes",
         data=_MELODY_16BAR,
         model=ModelConfig(
