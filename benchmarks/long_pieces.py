@@ -19,18 +19,7 @@ import numpy as np
 import symusic
 
 from musicvae_py.converters.midi_io import read_midi
-from musicvae_py.inference import TrainedModel
-
-
-def silence_across(sounding: np.ndarray, step: int) -> int:
-    """Steps of silence spanning `step` (0 when a note sounds there or just before it)."""
-    left = step - 1
-    while left >= 0 and not sounding[left]:
-        left -= 1
-    right = step
-    while right < len(sounding) and not sounding[right]:
-        right += 1
-    return right - left - 1
+from musicvae_py.inference import TrainedModel, silence_across
 
 
 def main() -> None:

@@ -213,14 +213,7 @@ class TrainedModel:
         for track in self.tracks(joined):
             for _, start, end in track.notes:
                 sounding[start:end] = True
-        seam = len(before)
-        left = seam - 1
-        while left >= 0 and not sounding[left]:
-            left -= 1
-        right = seam
-        while right < len(joined) and not sounding[right]:
-            right += 1
-        return right - left - 1
+        return silence_across(sounding, len(before))
 
     def reconstruct(
         self, tokens: np.ndarray, temperature: float = 0.5, seed: int | None = None
@@ -250,6 +243,18 @@ class TrainedModel:
 
 def _generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(seed)
+
+
+def silence_across(sounding: np.ndarray, step: int) -> int:
+    """Steps of silence in bool [steps] (True where a note sounds) spanning the boundary
+    before `step`: 0 when a note sounds on either side of it."""
+    left = step - 1
+    while left >= 0 and not sounding[left]:
+        left -= 1
+    right = step
+    while right < len(sounding) and not sounding[right]:
+        right += 1
+    return right - left - 1
 
 
 def latent_path(anchors: torch.Tensor, steps: int) -> torch.Tensor:

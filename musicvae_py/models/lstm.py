@@ -72,14 +72,7 @@ class LstmDecoder(nn.Module):
 
     def init_state(self, cond: torch.Tensor) -> LstmState:
         """cond: [batch, cond_size] -> per layer (h, c), split from one dense + tanh output."""
-        flat = torch.tanh(self.initial_state(cond))
-        state, offset = [], 0
-        for size in self.sizes:
-            c = flat[:, offset : offset + size]
-            h = flat[:, offset + size : offset + 2 * size]
-            state.append((h, c))
-            offset += 2 * size
-        return state
+        return split_state(torch.tanh(self.initial_state(cond)), self.sizes)
 
     def forward(
         self, inputs: torch.Tensor, cond: torch.Tensor, state: LstmState
@@ -115,12 +108,20 @@ class Conductor(nn.Module):
 
     def forward(self, z: torch.Tensor, bars: int) -> torch.Tensor:
         """z: [batch, z_size] -> bar embeddings [batch, bars, sizes[-1]]."""
-        flat = torch.tanh(self.initial_state(z))
+        state = split_state(torch.tanh(self.initial_state(z)), self.sizes)
         x = z.new_zeros(z.shape[0], bars, 1)
-        offset = 0
-        for layer, size in zip(self.layers, self.sizes, strict=True):
-            c = flat[:, offset : offset + size][None].contiguous()
-            h = flat[:, offset + size : offset + 2 * size][None].contiguous()
-            x, _ = layer(x, (h, c))
-            offset += 2 * size
+        for layer, (h, c) in zip(self.layers, state, strict=True):
+            x, _ = layer(x, (h[None].contiguous(), c[None].contiguous()))
         return x
+
+
+def split_state(flat: torch.Tensor, sizes: tuple[int, ...]) -> LstmState:
+    """One dense output [batch, 2 * sum(sizes)] -> per layer (h, c), each [batch, size]; the
+    layout per layer is c first, then h."""
+    state, offset = [], 0
+    for size in sizes:
+        c = flat[:, offset : offset + size]
+        h = flat[:, offset + size : offset + 2 * size]
+        state.append((h, c))
+        offset += 2 * size
+    return state
