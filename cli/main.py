@@ -31,7 +31,7 @@ def run_safely(fn):
         except MusicVAEError as err:
             if Context.debug:
                 raise
-            click.echo(f"error: {err}", err=True)
+            click.echo(f"error: {_first_line(err)}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -39,10 +39,17 @@ def run_safely(fn):
         except Exception as err:
             if Context.debug:
                 raise
-            click.echo(f"error: {type(err).__name__}: {err} (rerun with --debug)", err=True)
+            message = f"{type(err).__name__}: {_first_line(err)}"
+            click.echo(f"error: {message} (rerun with --debug)", err=True)
             sys.exit(1)
 
     return wrapper
+
+
+def _first_line(err: BaseException) -> str:
+    """An error's message as one line (native libraries' messages may span several)."""
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -284,6 +291,8 @@ def train(
         raise ConfigError(f"{run_dir}: no run to resume (no latest.json)")
     if not resume and config_name is None:
         raise ConfigError("--config is required for a new run")
+    if resume and batch_size:
+        raise ConfigError("--batch-size cannot change when resuming (the run keeps its config)")
     config = get_config(config_name) if config_name else None
     if config is not None and batch_size:
         config = config.replace(train={"batch_size": batch_size})
@@ -584,6 +593,12 @@ def configs() -> None:
     width = max(map(len, CONFIGS))
     for name, config in CONFIGS.items():
         click.echo(f"{name:<{width}}  {config.description}")
+
+
+# The `image` command group (image autoencoders and VAEs) lives in its own module.
+from musicvae_py.cli.image import image  # noqa: E402
+
+main.add_command(image)
 
 
 if __name__ == "__main__":

@@ -330,6 +330,404 @@ CONFIGS: dict[str, Config] = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# Image configs: autoencoders and VAEs over pictures (MNIST IDX files or a folder of images).
+
+
+@dataclass(frozen=True)
+class ImageDataConfig:
+    """Images as the image models read them: pixel values in [0, 1], [channels, height, width].
+    Folder images are resized to this size; IDX files must already have it."""
+
+    kind: str = "image"
+    height: int = 28  # pixels
+    width: int = 28  # pixels
+    channels: int = 1  # 1 grey, 3 colour (RGB)
+    valid_fraction: float = 0.1  # held out of a folder that has no train/ and valid/ folders
+
+    @property
+    def window_shape(self) -> tuple[int, ...]:
+        """Shape of one stored image: [channels, height, width]."""
+        return (self.channels, self.height, self.width)
+
+    @property
+    def storage_dtype(self) -> str:
+        """Images are stored as 8-bit grey levels."""
+        return "uint8"
+
+    def window_problem(self, windows: np.ndarray) -> str | None:
+        """Why stored images [n, channels, height, width] do not fit this config, or None."""
+        if windows.dtype != np.uint8:
+            return f"images are {windows.dtype}, expected uint8 grey levels"
+        return None
+
+
+@dataclass(frozen=True)
+class ImageModelConfig:
+    """An image autoencoder (a deterministic code) or VAE (a Gaussian latent with a
+    log-variance head). The encoder is `conv_channels` stride-2 3x3 convolutions (none: an MLP
+    on the flattened pixels), then `hidden_sizes` dense layers; the decoder mirrors it."""
+
+    architecture: str = "image_ae"  # image_ae | image_vae
+    z_size: int = 32
+    conv_channels: tuple[int, ...] = (32, 64)  # one stride-2 convolution per entry; () for MLP
+    hidden_sizes: tuple[int, ...] = ()  # dense ReLU layers between the body and the latent
+    conditional: bool = False  # encoder and decoder also read the one-hot label
+    num_labels: int = 10  # labels 0 .. num_labels - 1 of a conditional model
+    corruption: str = "none"  # what the encoder sees: none | gaussian | salt_pepper | downsample
+    noise_level: float = 0.5  # gaussian: std of the added noise; salt_pepper: fraction of pixels
+    downsample: int = 2  # corruption "downsample": the input is 1/downsample of the size
+    likelihood: str = "bernoulli"  # bernoulli | gaussian (fixed pixel_sigma)
+    pixel_sigma: float = 0.1  # std of the gaussian likelihood, in pixel units
+
+
+DATA_CONFIG_CLASSES["image"] = ImageDataConfig
+MODEL_CONFIG_CLASSES["image_ae"] = ImageModelConfig
+MODEL_CONFIG_CLASSES["image_vae"] = ImageModelConfig
+
+_MNIST = ImageDataConfig()
+_MNIST_STEPS_PER_EPOCH = 60_000 // 128  # 468 batches of 128 training images
+
+
+def _image_train(epochs: int, decay_rate: float) -> TrainConfig:
+    """Adam at 1e-3 decaying to about a tenth by the last of `epochs` MNIST epochs; beta 1."""
+    return TrainConfig(
+        batch_size=128,
+        free_bits=0.0,
+        max_beta=1.0,  # the true ELBO: beta 1 from the first step, no free bits
+        beta_rate=0.0,
+        sampling_schedule="constant",
+        sampling_rate=0.0,
+        learning_rate=1e-3,
+        min_learning_rate=1e-5,
+        decay_rate=decay_rate,
+        grad_clip=1e3,  # VAE losses are sums over 784 pixels: large gradients are normal
+        grad_norm_clip_to_zero=1e7,
+        num_steps=epochs * _MNIST_STEPS_PER_EPOCH,
+    )
+
+
+_IMAGE_TRAIN = _image_train(20, 0.9998)
+_TINY_IMAGES = ImageDataConfig(height=16, width=16)
+_TINY_IMAGE_TRAIN = dataclasses.replace(
+    _IMAGE_TRAIN, batch_size=8, learning_rate=3e-3, decay_rate=1.0, num_steps=200
+)
+_TINY_CONV = {"conv_channels": (4, 8), "hidden_sizes": (16,), "z_size": 4}
+_TINY_MLP = {"conv_channels": (), "hidden_sizes": (32,), "z_size": 2}
+
+CONFIGS.update(
+    {
+        "mnist_conv_ae": Config(
+            name="mnist_conv_ae",
+            description="MNIST, convolutional autoencoder, 32-d code",
+            data=_MNIST,
+            model=ImageModelConfig(conv_channels=(32, 64), z_size=32),
+            train=_IMAGE_TRAIN,
+        ),
+        "mnist_denoising_ae": Config(
+            name="mnist_denoising_ae",
+            description="MNIST, convolutional denoising autoencoder, Gaussian noise std 0.5",
+            data=_MNIST,
+            model=ImageModelConfig(
+                conv_channels=(32, 64), z_size=64, corruption="gaussian", noise_level=0.5
+            ),
+            train=_image_train(10, 0.9996),
+        ),
+        "mnist_superres_ae": Config(
+            name="mnist_superres_ae",
+            description="MNIST, super-resolution autoencoder, 14x14 in, 28x28 out",
+            data=_MNIST,
+            model=ImageModelConfig(
+                conv_channels=(32, 64), z_size=64, corruption="downsample", downsample=2
+            ),
+            train=_image_train(10, 0.9996),
+        ),
+        "mnist_vae2d": Config(
+            name="mnist_vae2d",
+            description="MNIST, MLP VAE with a 2-d latent (for latent plots and manifolds)",
+            data=_MNIST,
+            model=ImageModelConfig(
+                architecture="image_vae", conv_channels=(), hidden_sizes=(512, 256), z_size=2
+            ),
+            train=_image_train(60, 0.99992),
+        ),
+        "mnist_conv_vae": Config(
+            name="mnist_conv_vae",
+            description="MNIST, convolutional VAE with a 20-d latent",
+            data=_MNIST,
+            model=ImageModelConfig(
+                architecture="image_vae", conv_channels=(32, 64), hidden_sizes=(256,), z_size=20
+            ),
+            train=_image_train(25, 0.99982),
+        ),
+        "mnist_cvae": Config(
+            name="mnist_cvae",
+            description="MNIST, conditional MLP VAE (digit label in encoder and decoder)",
+            data=_MNIST,
+            model=ImageModelConfig(
+                architecture="image_vae",
+                conv_channels=(),
+                hidden_sizes=(512, 256),
+                z_size=8,
+                conditional=True,
+            ),
+            train=_image_train(30, 0.99985),
+        ),
+        "image_ae_tiny": Config(
+            name="image_ae_tiny",
+            description="16x16 grey images, convolutional autoencoder, tiny, for tests",
+            data=_TINY_IMAGES,
+            model=ImageModelConfig(**_TINY_CONV),
+            train=_TINY_IMAGE_TRAIN,
+        ),
+        "image_denoising_ae_tiny": Config(
+            name="image_denoising_ae_tiny",
+            description="16x16 grey images, denoising autoencoder, tiny, for tests",
+            data=_TINY_IMAGES,
+            model=ImageModelConfig(**_TINY_CONV, corruption="salt_pepper", noise_level=0.2),
+            train=_TINY_IMAGE_TRAIN,
+        ),
+        "image_superres_ae_tiny": Config(
+            name="image_superres_ae_tiny",
+            description="16x16 grey images, super-resolution autoencoder (x2), tiny, for tests",
+            data=_TINY_IMAGES,
+            model=ImageModelConfig(**_TINY_CONV, corruption="downsample", downsample=2),
+            train=_TINY_IMAGE_TRAIN,
+        ),
+        "image_vae_tiny": Config(
+            name="image_vae_tiny",
+            description="16x16 grey images, MLP VAE with a 2-d latent, tiny, for tests",
+            data=_TINY_IMAGES,
+            model=ImageModelConfig(architecture="image_vae", **_TINY_MLP),
+            train=_TINY_IMAGE_TRAIN,
+        ),
+        "image_conv_vae_tiny": Config(
+            name="image_conv_vae_tiny",
+            description="16x16 grey images, convolutional VAE, tiny, for tests",
+            data=_TINY_IMAGES,
+            model=ImageModelConfig(architecture="image_vae", **_TINY_CONV),
+            train=_TINY_IMAGE_TRAIN,
+        ),
+        "image_cvae_tiny": Config(
+            name="image_cvae_tiny",
+            description="16x16 grey images, conditional MLP VAE over 4 labels, tiny, for tests",
+            data=_TINY_IMAGES,
+            model=ImageModelConfig(
+                architecture="image_vae", **_TINY_MLP, conditional=True, num_labels=4
+            ),
+            train=_TINY_IMAGE_TRAIN,
+        ),
+    }
+)
+
+# End of the image configs.
+# ---------------------------------------------------------------------------------------------
+
+
+# ---------------------------------------------------------------------------------------------
+# Piano-roll configs: polyphonic rolls (one merged roll, or one group of rows per instrument
+# family) with convolutional and recurrent VAEs. See musicvae_py.converters.pianoroll.
+
+ALL_FAMILIES = ("piano", "keys", "guitar", "bass", "strings", "winds", "lead", "synth")
+DRUM_ROWS = 9  # the drum classes of musicvae_py.converters.drums
+
+
+@dataclass(frozen=True)
+class RollDataConfig:
+    """How MIDI becomes roll windows uint8 [steps, rows, planes]: an onset and a sustain plane,
+    and a velocity plane when `velocity` is set."""
+
+    kind: str = "pianoroll"  # pianoroll: all kept tracks merged | multitrack: a group per family
+    window_steps: int = 32  # 2 bars of 4/4 at 16 steps per bar (16, 32 or 64 for 1, 2, 4 bars)
+    hop_steps: int = 16  # windows start every 4/4 bar
+    min_pitch: int = 21  # A0, lowest pitch kept
+    max_pitch: int = 108  # C8, highest pitch kept
+    velocity: bool = False  # a third plane with the MIDI velocity (1-127) of each onset
+    transpose: int = 5  # training-time transposition, +- semitones, kept inside the pitch range
+    families: tuple[str, ...] = ()  # multitrack: the instrument families kept, in row order
+    drums: bool = False  # multitrack: 9 drum-class rows after the families
+    track_families: tuple[str, ...] = ()  # multitrack: "track name=family" overrides
+
+    def __post_init__(self) -> None:
+        known = ", ".join(ALL_FAMILIES)
+        for name in self.families:
+            if name not in ALL_FAMILIES:
+                raise ConfigError(f"unknown instrument family {name!r} (known: {known})")
+        for entry in self.track_families:
+            track, _, family = entry.partition("=")
+            if not track.strip() or family not in ALL_FAMILIES:
+                raise ConfigError(
+                    f"track family override {entry!r} must read TRACK=FAMILY with FAMILY one "
+                    f"of {known}"
+                )
+        if self.kind == "multitrack" and not (self.families or self.drums):
+            raise ConfigError("a multitrack config needs at least one family or the drums")
+
+    @property
+    def planes(self) -> int:
+        """Onset and sustain, and velocity when asked for."""
+        return 3 if self.velocity else 2
+
+    @property
+    def group_names(self) -> tuple[str, ...]:
+        """The channel groups of a roll, in row order."""
+        if self.kind == "pianoroll":
+            return ("piano",)
+        return self.families + (("drums",) if self.drums else ())
+
+    @property
+    def group_rows(self) -> tuple[int, ...]:
+        """Rows of each channel group: one per pitch, or one per drum class."""
+        pitches = self.max_pitch - self.min_pitch + 1
+        return tuple(DRUM_ROWS if name == "drums" else pitches for name in self.group_names)
+
+    @property
+    def rows(self) -> int:
+        return sum(self.group_rows)
+
+    @property
+    def window_shape(self) -> tuple[int, ...]:
+        """Shape of one stored window: [steps, rows, planes]."""
+        return (self.window_steps, self.rows, self.planes)
+
+    @property
+    def storage_dtype(self) -> str:
+        """Planes are 0/1 flags and velocities up to 127."""
+        return "uint8"
+
+    def window_problem(self, windows: np.ndarray) -> str | None:
+        """Why stored windows [n, steps, rows, planes] do not fit this config, or None."""
+        if not len(windows):
+            return None
+        if windows[..., :2].max() > 1:
+            return "onset and sustain planes hold values other than 0 and 1"
+        if self.velocity and windows[..., 2].max() > 127:
+            return "velocity plane holds values above 127"
+        return None
+
+
+@dataclass(frozen=True)
+class RollModelConfig:
+    """A convolutional (`roll_conv`) or recurrent (`roll_rnn`) VAE over roll windows.
+
+    roll_conv: one stride-2 convolution per `conv_channels` entry, over pitch x time
+    (`conv_dims` 2, groups and planes as channels) or over time with every row and plane a
+    channel (`conv_dims` 1); a dense layer of `hidden_size`; the decoder mirrors it with
+    transposed convolutions. roll_rnn: a bidirectional LSTM over frames (`encoder_sizes` per
+    direction) and an autoregressive LSTM over frames (`decoder_sizes`).
+    """
+
+    architecture: str = "roll_conv"  # roll_conv | roll_rnn
+    z_size: int = 256
+    conv_dims: int = 2  # 2: over pitch x time; 1: over time, pitch rows as channels
+    conv_channels: tuple[int, ...] = (32, 64, 128, 128)
+    kernel_size: int = 3  # odd
+    hidden_size: int = 512
+    encoder_sizes: tuple[int, ...] = (256,)
+    decoder_sizes: tuple[int, ...] = (512,)
+
+
+DATA_CONFIG_CLASSES["pianoroll"] = RollDataConfig
+DATA_CONFIG_CLASSES["multitrack"] = RollDataConfig
+MODEL_CONFIG_CLASSES["roll_conv"] = RollModelConfig
+MODEL_CONFIG_CLASSES["roll_rnn"] = RollModelConfig
+
+_PIANOROLL_2BAR = RollDataConfig()
+_MULTITRACK = RollDataConfig(
+    kind="multitrack",
+    window_steps=16,
+    min_pitch=24,  # C1 to B6: six octaves, shared by every family
+    max_pitch=95,
+    transpose=3,
+    families=ALL_FAMILIES,
+    drums=True,
+    track_families=("melody=lead", "vocal=lead", "bridge=strings"),  # POP909's named tracks
+)
+_ROLL_TRAIN = TrainConfig(
+    batch_size=64,
+    free_bits=256.0,
+    max_beta=0.2,
+    beta_rate=0.0,
+    sampling_schedule="constant",
+    sampling_rate=0.0,
+    learning_rate=1e-3,
+    decay_rate=0.9997,
+    num_steps=4_000,
+)
+_TINY_ROLL = RollDataConfig(min_pitch=48, max_pitch=71, transpose=2)
+_TINY_ROLL_TRAIN = dataclasses.replace(
+    _TINY_TRAIN, free_bits=0.0, max_beta=0.02, learning_rate=3e-3, num_steps=200
+)
+_TINY_CONV_ROLL = {"conv_channels": (4, 8), "hidden_size": 16, "z_size": 8}
+_TINY_RNN_ROLL = {"encoder_sizes": (16,), "decoder_sizes": (16,), "z_size": 8}
+
+CONFIGS.update(
+    {
+        "pianoroll_2bar_conv": Config(
+            name="pianoroll_2bar_conv",
+            description="2-bar piano rolls, convolutional VAE (the bundled pianoroll_2bar's)",
+            data=_PIANOROLL_2BAR,
+            model=RollModelConfig(),
+            train=_ROLL_TRAIN,
+        ),
+        "pianoroll_2bar_conv1d": Config(
+            name="pianoroll_2bar_conv1d",
+            description="2-bar piano rolls, convolutional VAE over time, pitch rows as channels",
+            data=_PIANOROLL_2BAR,
+            model=RollModelConfig(conv_dims=1, conv_channels=(256, 256, 256)),
+            train=_ROLL_TRAIN,
+        ),
+        "pianoroll_2bar_rnn": Config(
+            name="pianoroll_2bar_rnn",
+            description="2-bar piano rolls, recurrent VAE over frames",
+            data=_PIANOROLL_2BAR,
+            model=RollModelConfig(architecture="roll_rnn"),
+            train=_ROLL_TRAIN,
+        ),
+        "multitrack_1bar_conv": Config(
+            name="multitrack_1bar_conv",
+            description="1-bar multitrack rolls, 8 instrument families and drums, conv VAE",
+            data=_MULTITRACK,
+            model=RollModelConfig(),
+            train=_ROLL_TRAIN,
+        ),
+        "multitrack_4bar_conv": Config(
+            name="multitrack_4bar_conv",
+            description="4-bar multitrack rolls, 8 instrument families and drums, conv VAE",
+            data=dataclasses.replace(_MULTITRACK, window_steps=64),
+            model=RollModelConfig(),
+            train=_ROLL_TRAIN,
+        ),
+        "pianoroll_2bar_conv_tiny": Config(
+            name="pianoroll_2bar_conv_tiny",
+            description="2-bar piano rolls over two octaves, convolutional VAE, tiny, for tests",
+            data=_TINY_ROLL,
+            model=RollModelConfig(**_TINY_CONV_ROLL),
+            train=_TINY_ROLL_TRAIN,
+        ),
+        "pianoroll_2bar_rnn_tiny": Config(
+            name="pianoroll_2bar_rnn_tiny",
+            description="2-bar piano rolls over two octaves, recurrent VAE, tiny, for tests",
+            data=_TINY_ROLL,
+            model=RollModelConfig(architecture="roll_rnn", **_TINY_RNN_ROLL),
+            train=_TINY_ROLL_TRAIN,
+        ),
+        "multitrack_1bar_conv_tiny": Config(
+            name="multitrack_1bar_conv_tiny",
+            description="1-bar multitrack rolls (piano, bass, lead, drums), conv VAE, tiny",
+            data=dataclasses.replace(
+                _MULTITRACK, min_pitch=36, max_pitch=83, families=("piano", "bass", "lead")
+            ),
+            model=RollModelConfig(**_TINY_CONV_ROLL),
+            train=_TINY_ROLL_TRAIN,
+        ),
+    }
+)
+
+# End of the piano-roll configs.
+# ---------------------------------------------------------------------------------------------
+
+
 def get_config(name: str) -> Config:
     """Look up a named config; the error lists the known names."""
     try:

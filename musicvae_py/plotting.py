@@ -1,4 +1,4 @@
-"""Piano-roll pictures of note tracks, drawn with Pillow."""
+"""Pictures drawn with Pillow: piano rolls of note tracks, image grids and latent scatters."""
 
 from pathlib import Path
 
@@ -45,3 +45,105 @@ def piano_roll_png(
                 outline=(0, 0, 0),
             )
     write_with(path, lambda tmp: image.save(tmp, format="PNG"), overwrite)
+
+
+# ---------------------------------------------------------------------------------------------
+# Image grids and latent scatter plots (image models).
+
+LABEL_COLOURS = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+]
+
+
+def _to_pil(image, scale: int):
+    """One image float [c, h, w] in [0, 1] (c is 1 or 3) -> a Pillow image, scaled up."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    picture = Image.fromarray(pixels[0] if len(pixels) == 1 else pixels.transpose(1, 2, 0))
+    picture = picture.convert("RGB")
+    if scale != 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    return picture
+
+
+def image_grid_png(
+    images,
+    path: str | Path,
+    columns: int = 8,
+    scale: int = 2,
+    pad: int = 2,
+    column_titles: list[str] | None = None,
+    overwrite: bool = True,
+) -> tuple[int, int]:
+    """Draw images float [n, channels, height, width] in [0, 1] as a grid, row by row, with
+    optional titles over the columns; returns the picture's (width, height) in pixels."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    count, _, height, width = images.shape
+    columns = max(1, min(columns, count))
+    rows = -(-count // columns)
+    cell_w, cell_h = width * scale + pad, height * scale + pad
+    font = ImageFont.load_default()
+    top = 16 if column_titles else 0
+    size = (columns * cell_w + pad, rows * cell_h + pad + top)
+    grid = Image.new("RGB", size, (64, 64, 64))
+    draw = ImageDraw.Draw(grid)
+    for i, title in enumerate(column_titles or []):
+        draw.text((pad + i * cell_w, 2), title, fill=(255, 255, 255), font=font)
+    for i in range(count):
+        row, column = divmod(i, columns)
+        grid.paste(_to_pil(images[i], scale), (pad + column * cell_w, top + pad + row * cell_h))
+    write_with(path, lambda tmp: grid.save(tmp, format="PNG"), overwrite)
+    return grid.size
+
+
+def latent_scatter_png(
+    panels: list[tuple[str, object, object]],
+    path: str | Path,
+    label_names: list[str],
+    panel_px: int = 480,
+    overwrite: bool = True,
+) -> tuple[int, int]:
+    """Scatter plots side by side, one per (title, points float [n, 2], labels int [n]),
+    points coloured by label, with a shared legend; returns the picture's (width, height)."""
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    margin, title_h, legend_w = 12, 20, 90
+    width = len(panels) * (panel_px + margin) + margin + legend_w
+    height = panel_px + title_h + 2 * margin
+    picture = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(picture)
+    for p, (title, points, labels) in enumerate(panels):
+        points, labels = np.asarray(points, dtype=np.float64), np.asarray(labels)
+        left, top = margin + p * (panel_px + margin), margin + title_h
+        draw.text((left, margin), title, fill=(0, 0, 0), font=font)
+        draw.rectangle([left, top, left + panel_px, top + panel_px], outline=(120, 120, 120))
+        low, high = points.min(axis=0), points.max(axis=0)
+        span = np.where(high > low, high - low, 1.0)
+        inner = panel_px - 8
+        xy = (points - low) / span * inner + 4
+        for (x, y), label in zip(xy, labels, strict=True):
+            colour = LABEL_COLOURS[int(label) % len(LABEL_COLOURS)]
+            cx, cy = left + x, top + panel_px - y  # y grows upwards
+            draw.ellipse([cx - 1.5, cy - 1.5, cx + 1.5, cy + 1.5], fill=colour)
+    legend_left = width - legend_w
+    for i, name in enumerate(label_names):
+        y = margin + title_h + 16 * i
+        colour = LABEL_COLOURS[i % len(LABEL_COLOURS)]
+        draw.rectangle([legend_left, y + 3, legend_left + 9, y + 12], fill=colour)
+        draw.text((legend_left + 14, y), name or "(none)", fill=(0, 0, 0), font=font)
+    write_with(path, lambda tmp: picture.save(tmp, format="PNG"), overwrite)
+    return picture.size
