@@ -66,10 +66,24 @@ def _trio_tracks(window: np.ndarray, cfg: Any, program: int, velocity: int) -> l
     return trio_notelists(window, cfg, program, velocity)
 
 
+def _roll_extract(score: Score, cfg: Any) -> Extraction:
+    from musicvae_py.converters.pianoroll import extract_roll_windows
+
+    return extract_roll_windows(score, cfg)
+
+
+def _roll_tracks(window: np.ndarray, cfg: Any, program: int, velocity: int) -> list[NoteList]:
+    from musicvae_py.converters.pianoroll import roll_notelists
+
+    return roll_notelists(window, cfg, program, velocity)
+
+
 CONVERTERS: dict[str, Converter] = {
     "melody": Converter(_melody_extract, _melody_tracks),
     "drums": Converter(_drum_extract, _drum_tracks),
     "trio": Converter(_trio_extract, _trio_tracks),
+    "pianoroll": Converter(_roll_extract, _roll_tracks),
+    "multitrack": Converter(_roll_extract, _roll_tracks),
 }
 
 
