@@ -35,7 +35,7 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
         yield tmp
         os.replace(tmp, path)
     except OSError as err:
-        raise MusicVAEError(f"{path}: write failed ({err.strerror})") from err
+        raise MusicVAEError(f"{path}: write failed ({err.strerror or err})") from err
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -56,9 +56,29 @@ def write_json(path: str | Path, obj: Any, overwrite: bool = True) -> None:
 
 
 def write_with(path: str | Path, writer: Callable[[Path], None], overwrite: bool = True) -> None:
-    """Call `writer(tmp_path)` and rename its output onto `path` when it succeeds."""
+    """Call `writer(tmp_path)` and rename its output onto `path` when it succeeds. A writer
+    from a native library reports a full disk with its own error type; that is a failed write
+    too."""
     with atomic_path(path, overwrite) as tmp:
-        writer(tmp)
+        try:
+            writer(tmp)
+        except (OSError, MusicVAEError):
+            raise
+        except Exception as err:
+            raise MusicVAEError(f"{path}: write failed ({err})") from err
+
+
+def writable_folder(path: str | Path) -> Path:
+    """Create the folder `path` if needed and check that files can be made in it, so that a
+    long job fails before its work rather than at its first write."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise MusicVAEError(f"{path}: cannot write here ({err.strerror or err})") from err
+    return path
 
 
 def check_writable(paths: list[Path], overwrite: bool) -> None:

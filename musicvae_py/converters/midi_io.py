@@ -5,6 +5,8 @@ hundreds of times faster than the pure-Python readers (see benchmarks/prepare_th
 Quantisation is by beats (ticks per quarter), so tempo changes do not move notes off the grid.
 """
 
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,10 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from musicvae_py.errors import MidiReadError
-from musicvae_py.fileio import write_with
+from musicvae_py.fileio import write_bytes
+
+log = logging.getLogger(__name__)
 
 STEPS_PER_QUARTER = 4
 MAX_FILE_BYTES = 64 * 1024 * 1024  # larger files are refused before parsing
+MAX_STEPS = 2**18  # 16,384 bars of 4/4, 9 hours at 120 qpm: later notes are dropped
 
 
 @dataclass
@@ -58,7 +63,7 @@ class Score:
         for ts_step, num, den in self.time_signatures:
             if ts_step > step:
                 break
-            length = num * 4 * STEPS_PER_QUARTER / den if den > 0 else 16
+            length = num * 4 * STEPS_PER_QUARTER / den if den > 0 else 16.0
             origin, bar_steps = ts_step, int(length) if length >= 1 and length.is_integer() else 16
         return origin + (step - origin) // bar_steps * bar_steps
 
@@ -87,6 +92,7 @@ def read_midi(path: str | Path, steps_per_quarter: int = STEPS_PER_QUARTER) -> S
         raise MidiReadError(path, "unreadable", err.strerror or "cannot open") from err
     if head != b"MThd":
         raise MidiReadError(path, "unreadable", "not a MIDI file, no MThd header")
+    _check_chunks(path, data)
     try:
         midi = symusic.Score.from_midi(data)
     except Exception as err:  # the parser reports every malformation as a plain exception
@@ -104,10 +110,14 @@ def read_midi(path: str | Path, steps_per_quarter: int = STEPS_PER_QUARTER) -> S
         arr = t.notes.numpy()
         onset = arr["time"].astype(np.float64)
         duration = arr["duration"].astype(np.float64)
-        keep = (duration >= 0) & (onset >= 0)
-        start = np.round(onset[keep] * scale).astype(np.int64)
+        start = np.round(onset * scale).astype(np.int64)
+        # notes after MAX_STEPS would make every later step of the file an array element
+        keep = (duration >= 0) & (onset >= 0) & (start < MAX_STEPS)
+        start = start[keep]
         end = np.round((onset[keep] + duration[keep]) * scale).astype(np.int64)
-        end = np.maximum(end, start + 1)  # a note shorter than half a step still sounds one step
+        end = np.clip(end, start + 1, MAX_STEPS)  # a note under half a step still sounds one
+        if not keep.all():
+            log.debug("%s: %d notes negative or past MAX_STEPS, dropped", path, (~keep).sum())
         tracks.append(
             Track(
                 program=int(t.program),
@@ -120,13 +130,32 @@ def read_midi(path: str | Path, steps_per_quarter: int = STEPS_PER_QUARTER) -> S
             )
         )
 
+    # A signature with a zero or negative part (a malformed event) is ignored.
     signatures = sorted(
         (int(round(ts.time * scale)), int(ts.numerator), int(ts.denominator))
         for ts in midi.time_signatures
+        if ts.numerator > 0 and ts.denominator > 0
     )
-    tempos = [t.qpm for t in midi.tempos if t.qpm > 0]
+    tempos = [t.qpm for t in midi.tempos if 0 < t.qpm < math.inf]  # tempo 0 reads as infinite
     qpm = float(tempos[0]) if tempos else 120.0
     return Score(tracks=tracks, time_signatures=signatures, qpm=qpm, path=path)
+
+
+def _check_chunks(path: str, data: bytes) -> None:
+    """Refuse a file that holds fewer track chunks than its header names (a truncated file the
+    parser would otherwise read as one with fewer tracks)."""
+    if len(data) < 14:
+        raise MidiReadError(path, "unreadable", f"truncated: {len(data)} bytes")
+    named = int.from_bytes(data[10:12], "big")
+    offset, found = 8 + int.from_bytes(data[4:8], "big"), 0
+    while found < named and offset + 8 <= len(data):
+        if data[offset : offset + 4] == b"MTrk":
+            found += 1
+        offset += 8 + int.from_bytes(data[offset + 4 : offset + 8], "big")
+    if found < named:
+        raise MidiReadError(
+            path, "unreadable", f"truncated: the header names {named} tracks, found {found}"
+        )
 
 
 @dataclass
@@ -163,4 +192,6 @@ def write_midi(
                 symusic.Note(int(start) * ticks, int(end - start) * ticks, int(pitch), nl.velocity)
             )
         score.tracks.append(track)
-    write_with(path, lambda tmp: score.dump_midi(str(tmp)), overwrite)
+    # symusic's own file writer ignores write errors (a full disk leaves a truncated file);
+    # its bytes are written by write_bytes, which reports them
+    write_bytes(path, bytes(score.dumps_midi()), overwrite)

@@ -21,7 +21,7 @@ from musicvae_py.configs import DataConfig
 from musicvae_py.converters.midi_io import read_midi
 from musicvae_py.converters.registry import get_converter
 from musicvae_py.errors import DatasetError, FileProblem
-from musicvae_py.fileio import write_json, write_with
+from musicvae_py.fileio import writable_folder, write_json, write_with
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,16 @@ SKIP_REASONS = {
     "no melody": "no notes on a melodic track in the pitch and program range (drums only, ...)",
     "no drums": "a drum config, and no drum-channel note of the 9-class kit",
     "no trio": "a trio config, and the file lacks a melody, a bass or a drum part",
+    "no roll notes": "a piano-roll config, and no note of a kept track or family in the range",
     "too short": "parts found, but none lasts one window (for trios: all three together)",
     "error": "an unexpected failure while converting; rerun with --debug for the traceback",
 }
 
 
 def find_midi_files(sources: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
-    """All MIDI files under `sources` (files or folders, recursive), sorted, each once.
+    """All MIDI files under `sources` (files or folders, recursive), sorted, each once: a file
+    reached by several paths (through links) is listed under its own path when one of them is
+    that, else under the first.
 
     Returns the files and a list of problems met while walking (missing paths, loops).
     """
@@ -56,7 +59,10 @@ def find_midi_files(sources: Iterable[str | Path]) -> tuple[list[Path], list[str
             found.update(_walk(path, problems))
         else:
             problems.append(f"{path}: no such file or folder")
-    return sorted(found), problems
+    by_target: dict[str, Path] = {}
+    for path in sorted(found, key=lambda p: (os.path.realpath(p) != os.path.abspath(p), p)):
+        by_target.setdefault(os.path.realpath(path), path)
+    return sorted(by_target.values()), problems
 
 
 def _walk(root: Path, problems: list[str]) -> Iterator[Path]:
@@ -89,6 +95,7 @@ class FileResult:
     starts: list[int] = field(default_factory=list)
     reason: str = ""
     detail: str = ""
+    empty_windows: int = 0  # windows with no note sounding, dropped (piano rolls)
 
 
 def convert_file(path: str, cfg: DataConfig, track_names: tuple[str, ...] = ()) -> FileResult:
@@ -105,7 +112,10 @@ def convert_file(path: str, cfg: DataConfig, track_names: tuple[str, ...] = ()) 
         extraction = get_converter(cfg.kind).extract(score, cfg)
         if len(extraction.windows) == 0:
             return FileResult(path, reason="too short")
-        return FileResult(path, extraction.windows, extraction.meters, extraction.starts)
+        empty = getattr(extraction, "empty_windows", 0)  # only piano rolls drop empty windows
+        return FileResult(
+            path, extraction.windows, extraction.meters, extraction.starts, empty_windows=empty
+        )
     except FileProblem as err:
         return FileResult(path, reason=err.reason, detail=err.detail)
     except Exception as err:  # a converter bug must not stop a corpus job
@@ -131,6 +141,7 @@ class PrepareReport:
     skipped_examples: dict[str, list[str]] = field(default_factory=dict)
     walk_problems: list[str] = field(default_factory=list)
     files_not_in_split_table: int = 0  # split by hash instead
+    empty_windows_dropped: int = 0  # piano rolls: windows in which no note sounds
 
 
 def split_of(path: str, seed: int, valid_fraction: float) -> str:
@@ -186,6 +197,7 @@ def prepare_dataset(
     report = PrepareReport(files_found=len(files), walk_problems=problems)
     if not files:
         raise DatasetError(f"{', '.join(map(str, sources))}: no MIDI files found")
+    writable_folder(out)
 
     workers = workers or os.cpu_count() or 1
     jobs = [(str(f), cfg, tuple(track_names)) for f in files]
@@ -203,6 +215,7 @@ def prepare_dataset(
                 examples.append(f"{result.path}: {result.detail}" if result.detail else result.path)
         else:
             report.files_read += 1
+            report.empty_windows_dropped += result.empty_windows
             split = (split_table or {}).get(Path(result.path).resolve())
             if split is None:
                 report.files_not_in_split_table += bool(split_table)
@@ -234,6 +247,9 @@ def prepare_dataset(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    # meta.json is written last and marks a complete dataset: an older one goes first, so a
+    # run that fails half way never leaves new arrays under old counts
+    (out / "meta.json").unlink(missing_ok=True)
     for split, rows in arrays.items():
         write_with(out / f"{split}.npy", lambda tmp, r=rows: _save_npy(tmp, r))
     meta = {

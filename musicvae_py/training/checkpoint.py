@@ -7,9 +7,11 @@ checkpoint in place. Loading never executes code from a file: weights are safete
 are JSON, and optimizer state is read with weights-only unpickling.
 """
 
+import itertools
 import json
 import logging
 import os
+import pickle
 import shutil
 from dataclasses import dataclass
 from importlib import resources
@@ -49,14 +51,24 @@ def save_checkpoint(
     trainer_state: dict[str, Any] | None = None,
     keep: int = 3,
 ) -> Path:
-    """Write `run_dir/ckpt-<step>/` atomically, point `latest.json` at it, prune old ones."""
+    """Write `run_dir/ckpt-<step>/` atomically, point `latest.json` at it, prune old ones.
+
+    A step that already has a checkpoint gets a new folder (`ckpt-<step>-1`, ...), so the
+    folder `latest.json` names is never removed before `latest.json` names the new one. Pruning
+    keeps the `keep` newest checkpoints up to this one, and removes checkpoints of later steps
+    (an earlier run's, in a folder started afresh) and the leftovers of interrupted saves.
+    """
     from safetensors.torch import save_file
 
     run_dir = Path(run_dir)
-    final = run_dir / f"ckpt-{step:08d}"
     tmp = run_dir / f".ckpt-{step:08d}.tmp"
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
+        final = next(
+            path
+            for n in itertools.count()
+            if not (path := run_dir / (f"ckpt-{step:08d}" + (f"-{n}" if n else ""))).exists()
+        )
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
@@ -68,19 +80,43 @@ def save_checkpoint(
         if optimizer is not None:
             torch.save(optimizer.state_dict(), tmp / OPTIMIZER)
         write_json(tmp / TRAINER, trainer_state or {"step": step})
-        if final.exists():
-            shutil.rmtree(final)
         os.replace(tmp, final)
         write_json(run_dir / LATEST, {"checkpoint": final.name, "step": step})
-    except OSError as err:
-        raise MusicVAEError(f"{run_dir}: cannot write checkpoint ({err.strerror})") from err
+    except Exception as err:  # the native writers report a full disk with their own error types
+        detail = getattr(err, "strerror", None) or str(err).splitlines()[0]
+        raise MusicVAEError(f"{run_dir}: cannot write checkpoint ({detail})") from err
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    for old in sorted(run_dir.glob("ckpt-*"))[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+    _prune(run_dir, final, keep)
     log.info("saved checkpoint %s", final)
     return final
+
+
+def _checkpoint_order(folder: Path) -> tuple[int, int] | None:
+    """(step, repeat) of a `ckpt-<step>[-<repeat>]` folder, None for other names."""
+    parts = folder.name.split("-")
+    if parts[0] != "ckpt" or len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[1:]):
+        return None
+    return int(parts[1]), int(parts[2]) if len(parts) == 3 else 0
+
+
+def _prune(run_dir: Path, current: Path, keep: int) -> None:
+    newest = _checkpoint_order(current)
+    folders = sorted(
+        (order, folder)
+        for folder in run_dir.glob("ckpt-*")
+        if (order := _checkpoint_order(folder)) is not None
+    )
+    older = [folder for order, folder in folders if order <= newest]
+    later = [folder for order, folder in folders if order > newest]
+    for folder in older[:-keep] + later:
+        shutil.rmtree(folder, ignore_errors=True)
+    for leftover in [*run_dir.glob(".ckpt-*.tmp"), *run_dir.glob(f".{LATEST}.*.tmp")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def resolve_checkpoint(spec: str | Path | None) -> Path:
@@ -93,9 +129,13 @@ def resolve_checkpoint(spec: str | Path | None) -> Path:
     if (path / LATEST).is_file():
         try:
             name = json.loads((path / LATEST).read_text())["checkpoint"]
-        except (json.JSONDecodeError, KeyError) as err:
+        except (json.JSONDecodeError, KeyError, TypeError) as err:
             raise CheckpointError(f"{path / LATEST}: malformed ({err})") from err
-        path = path / name
+        if not (path / str(name) / CONFIG).is_file() or not (path / str(name) / WEIGHTS).is_file():
+            raise CheckpointError(
+                f"{path / LATEST}: names checkpoint {name}, which is missing or incomplete"
+            )
+        path = path / str(name)
     if path.is_file() and path.name in (WEIGHTS, CONFIG):
         path = path.parent
     if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
@@ -150,6 +190,8 @@ def load_weights(model: nn.Module, weights: dict[str, torch.Tensor], source: str
                 f"{source}: tensor {name} has shape {list(tensor.shape)}, "
                 f"the config needs {list(expected[name].shape)}"
             )
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CheckpointError(f"{source}: tensor {name} holds non-finite values")
     model.load_state_dict({k: v.to(expected[k].dtype) for k, v in weights.items()})
 
 
@@ -171,15 +213,43 @@ def load_optimizer_state(path: Path) -> dict[str, Any] | None:
         return None
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as err:  # weights-only unpickling refuses code objects with varied errors
+    except pickle.UnpicklingError as err:
         raise CheckpointError(
-            f"{file}: refused optimizer state ({str(err).splitlines()[0]})"
+            f"{file}: refused: it holds objects other than tensors and plain values, which "
+            f"unpickling would run as code ({str(err).splitlines()[0][:160]})"
         ) from err
+    except Exception as err:  # a truncated or corrupt archive fails in varied ways
+        raise CheckpointError(
+            f"{file}: unreadable optimizer state, truncated or corrupt "
+            f"({str(err).splitlines()[0][:160]})"
+        ) from err
+
+
+def restore_optimizer(
+    optimizer: torch.optim.Optimizer, model: nn.Module, state: dict[str, Any], source: str
+) -> None:
+    """Load `state` into `optimizer` (built over `model.parameters()`), refusing state saved
+    for other parameters, with the name of the first parameter that does not match."""
+    try:
+        optimizer.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
+        raise CheckpointError(
+            f"{source}: optimizer state does not match the model ({err})"
+        ) from err
+    for name, param in model.named_parameters():
+        for key, value in optimizer.state.get(param, {}).items():
+            if torch.is_tensor(value) and value.dim() > 0 and value.shape != param.shape:
+                raise CheckpointError(
+                    f"{source}: optimizer {key} of {name} has shape {list(value.shape)}, "
+                    f"the model needs {list(param.shape)}"
+                )
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
     """The trainer's counters saved beside the weights."""
     try:
-        return json.loads((path / TRAINER).read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path / TRAINER}: unreadable trainer state ({err})") from err
+        state = json.loads((path / TRAINER).read_text())
+        int(state["step"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"{path / TRAINER}: unreadable trainer state ({err!r})") from err
+    return state

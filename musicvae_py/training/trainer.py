@@ -23,6 +23,7 @@ import torch
 from musicvae_py.configs import Config
 from musicvae_py.data.dataset import BatchSampler
 from musicvae_py.errors import CheckpointError, ConfigError, MusicVAEError
+from musicvae_py.fileio import writable_folder
 from musicvae_py.models.registry import build_model
 from musicvae_py.training.checkpoint import (
     load_optimizer_state,
@@ -30,6 +31,7 @@ from musicvae_py.training.checkpoint import (
     load_weights,
     read_checkpoint,
     resolve_checkpoint,
+    restore_optimizer,
     save_checkpoint,
 )
 from musicvae_py.training.evaluate import evaluate_model, format_metrics
@@ -62,6 +64,25 @@ def learning_rate_at(step: int, config: Config) -> float:
     return (t.learning_rate - t.min_learning_rate) * t.decay_rate**step + t.min_learning_rate
 
 
+def config_difference(run: Config, given: Config) -> str:
+    """The first setting in which a run's config and a given one differ, in words; "" when
+    they differ at most in name and description."""
+
+    def flat(config: Config) -> dict[str, Any]:
+        items = config.to_dict().items()
+        return {
+            f"{section}.{key}" if isinstance(values, dict) else section: value
+            for section, values in items
+            for key, value in (values.items() if isinstance(values, dict) else [("", values)])
+        }
+
+    have, want = flat(run), flat(given)
+    for key in sorted((set(have) | set(want)) - {"name", "description"}):
+        if have.get(key) != want.get(key):
+            return f"the run has {key} = {have.get(key)!r}, the given config {want.get(key)!r}"
+    return ""
+
+
 def step_seed(seed: int, step: int) -> int:
     """The seed of every random draw at `step` of a run seeded with `seed`."""
     return (seed * 2_654_435_761 + step * 40_503 + 1) % (2**63 - 1)
@@ -81,15 +102,22 @@ class Trainer:
         report: Callable[[str], None] | None = None,
     ):
         self.options = options or TrainOptions()
-        self.run_dir = Path(run_dir)
+        self.run_dir = writable_folder(run_dir)  # fail now, not at the first checkpoint
         self.dataset = dataset
         self.report = report or log.info
         self.step = 0
         self.nonfinite_total = 0
+        self.skipped_because = ""  # why the last step was skipped, "" when it was not
         self.history: list[dict] = []
 
         if resume:
             ckpt = read_checkpoint(self.run_dir)
+            difference = config_difference(ckpt.config, config) if config else ""
+            if difference:
+                raise CheckpointError(
+                    f"{ckpt.path}: config mismatch: {difference} "
+                    "(resume without --config, or start a new run)"
+                )
             config = ckpt.config
         self.config = config
         if config.train.precision != "fp32":
@@ -107,7 +135,7 @@ class Trainer:
             state = load_optimizer_state(ckpt.path)
             if state is None:
                 raise CheckpointError(f"{ckpt.path}: no optimizer state, cannot resume")
-            self.optimizer.load_state_dict(state)
+            restore_optimizer(self.optimizer, self.model, state, str(ckpt.path))
             trainer_state = load_trainer_state(ckpt.path)
             self.step = int(trainer_state["step"])
             self.options.seed = int(trainer_state.get("seed", self.options.seed))
@@ -144,7 +172,9 @@ class Trainer:
         )
 
     def train_step(self) -> dict[str, float] | None:
-        """One optimisation step; None when the step was skipped as non-finite."""
+        """One optimisation step; None when the step was skipped as non-finite (its cause is
+        in `skipped_because`). A skipped step changes nothing: buffers a model updates in its
+        loss (running statistics) are restored too."""
         t = self.config.train
         seed = step_seed(self.options.seed, self.step)
         torch.manual_seed(seed)
@@ -157,13 +187,18 @@ class Trainer:
             group["lr"] = lr
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        buffers = [b.detach().clone() for b in self.model.buffers()]
         loss, scalars = self.model.training_loss(batch, self.step)
-        if not torch.isfinite(loss):
-            return None
-        loss.backward()
-        params = [p for p in self.model.parameters() if p.grad is not None]
-        norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-        if not torch.isfinite(norm):
+        self.skipped_because = "loss" if not torch.isfinite(loss) else ""
+        if not self.skipped_because:
+            loss.backward()
+            params = [p for p in self.model.parameters() if p.grad is not None]
+            norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
+            self.skipped_because = "" if torch.isfinite(norm) else "gradient norm"
+        if self.skipped_because:
+            with torch.no_grad():
+                for saved, buffer in zip(buffers, self.model.buffers(), strict=True):
+                    buffer.copy_(saved)
             return None
         if norm > t.grad_norm_clip_to_zero:
             for p in params:  # the reference passes zeros to Adam so its moments decay
@@ -189,6 +224,10 @@ class Trainer:
                 if scalars is None:
                     nonfinite_in_a_row += 1
                     self.nonfinite_total += 1
+                    self.report(
+                        f"step {self.step + 1}: non-finite {self.skipped_because}, step skipped "
+                        f"({nonfinite_in_a_row} in a row, {self.nonfinite_total} in the run)"
+                    )
                     self.step += 1
                     if nonfinite_in_a_row >= opts.max_nonfinite_in_a_row:
                         self.step -= nonfinite_in_a_row  # the weights are those of the last good
