@@ -38,6 +38,7 @@ import numpy as np
 
 from musicvae_py.configs import get_config
 from musicvae_py.converters.melody import FIRST_PITCH_TOKEN, NOTE_OFF
+from musicvae_py.converters.midi_bytes import END_OF_TRACK, chunk, header_chunk, track_body, vlq
 from musicvae_py.converters.midi_io import read_midi
 from musicvae_py.converters.registry import get_converter
 from musicvae_py.data.prepare import SKIP_REASONS, convert_file
@@ -60,23 +61,6 @@ class InvariantBroken(AssertionError):
 
 # ---------------------------------------------------------------------------------------------
 # inputs
-
-
-def vlq(value: int) -> bytes:
-    """A MIDI variable-length quantity (7 bits per byte, high bit set on all but the last)."""
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
-def chunk(kind: bytes, body: bytes, length: int | None = None) -> bytes:
-    """A chunk with its length field: the body's length, or `length` (modulo 2**32) when a
-    wrong one is wanted."""
-    size = len(body) if length is None else length % 2**32
-    return kind + size.to_bytes(4, "big") + body
 
 
 def seed_files() -> list[bytes]:
@@ -132,24 +116,19 @@ def strategies(seeds: list[bytes]):
     )
     garbage = st.binary(min_size=1, max_size=6)
     event = st.one_of(channel_event, short_event, running, meta, sysex, garbage)
-    track_body = st.builds(
-        lambda events, end: b"".join(vlq(d) + e for d, e in events) + end,
+    bodies = st.builds(
+        track_body,
         st.lists(st.tuples(delta, event), max_size=40),
-        st.sampled_from([b"\x00\xff\x2f\x00", b"", b"\x00\xff\x2f"]),
+        st.sampled_from([END_OF_TRACK, b"", END_OF_TRACK[:-1]]),
     )
     track = st.builds(
         lambda body, wrong: chunk(b"MTrk", body, None if wrong is None else len(body) + wrong),
-        track_body,
+        bodies,
         st.one_of(st.none(), st.none(), st.integers(-8, 8), st.integers(0, 2**32 - 1 - 4096)),
     )
     raw = st.builds(
         lambda fmt, declared, division, tracks, tail: (
-            chunk(
-                b"MThd",
-                fmt.to_bytes(2, "big")
-                + (len(tracks) if declared is None else declared).to_bytes(2, "big")
-                + division.to_bytes(2, "big"),
-            )
+            header_chunk(len(tracks) if declared is None else declared, division, fmt)
             + b"".join(tracks)
             + tail
         ),

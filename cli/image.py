@@ -10,7 +10,13 @@ from pathlib import Path
 
 import click
 
-from musicvae_py.cli.main import run_safely, seed_option
+from musicvae_py.cli.main import (
+    check_run_folder,
+    run_safely,
+    run_training,
+    seed_option,
+    train_options,
+)
 
 IMAGE_MODEL_HELP = (
     "A bundled model name (default: mnist_vae2d), a run folder or a checkpoint folder."
@@ -22,9 +28,17 @@ def image_model_option(fn):
     return click.option("--model", "model_spec", default=None, help=IMAGE_MODEL_HELP)(fn)
 
 
-def picture_options(fn):
-    """--out (a PNG), --scale and --force, shared by every command that draws."""
+def output_options(fn):
+    """--out (a PNG) and --force, shared by every command that draws."""
     fn = click.option("--force", is_flag=True, help="Overwrite an existing output file.")(fn)
+    fn = click.option(
+        "--out", required=True, type=click.Path(path_type=Path), help="Output PNG file."
+    )(fn)
+    return fn
+
+
+def picture_options(fn):
+    """--out, --scale and --force, shared by every command that draws a grid of images."""
     fn = click.option(
         "--scale",
         type=click.IntRange(1, 16),
@@ -32,10 +46,7 @@ def picture_options(fn):
         show_default=True,
         help="Screen pixels per image pixel.",
     )(fn)
-    fn = click.option(
-        "--out", required=True, type=click.Path(path_type=Path), help="Output PNG file."
-    )(fn)
-    return fn
+    return output_options(fn)
 
 
 def input_options(fn):
@@ -66,24 +77,24 @@ def image() -> None:
     reconstructions, denoising, super-resolution, latent scatters and manifolds."""
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _load(model_spec, out: Path | None = None, force: bool = False):
+    """The image model of `model_spec`; with `out`, only after checking that the picture may
+    be written there, so that a refused output costs no work."""
     from musicvae_py.errors import ConfigError
     from musicvae_py.fileio import check_writable
-
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"{out}: pictures are written as PNG; name the output *.png")
-    check_writable([out], force)
-
-
-def _load(model_spec):
     from musicvae_py.image_inference import ImageModel
 
+    if out is not None:
+        if out.suffix.lower() != ".png":
+            raise ConfigError(f"{out}: pictures are written as PNG; name the output *.png")
+        check_writable([out], force)
     return ImageModel.load(model_spec)
 
 
 def _inputs(model, inputs, data_dir, split, count, label, size="image"):
-    """Images float32 [n, c, h, w] and their labels (None where unknown) from image files and
-    dataset indices; with no inputs, the first `count` images of the dataset split."""
+    """Images float32 [n, c, h, w] from image files and dataset indices (with no inputs, the
+    first `count` images of the dataset split), and the labels to give the model: None for an
+    unconditional one, else one per image (`label` for files, the dataset's for indices)."""
     import numpy as np
 
     from musicvae_py.data.images import load_image_dataset
@@ -119,7 +130,7 @@ def _inputs(model, inputs, data_dir, split, count, label, size="image"):
     if any(i.shape != images[0].shape for i in images):
         sizes = sorted({"x".join(map(str, i.shape[1:])) for i in images})
         raise ConfigError(f"the inputs have different sizes ({', '.join(sizes)}); give one size")
-    return np.stack(images), labels
+    return np.stack(images), _model_labels(model, labels)
 
 
 def _file_size(model, path, size: str) -> str:
@@ -149,45 +160,37 @@ def _model_labels(model, labels):
 
 
 @image.command()
-@click.option("--config", "config_name", default=None, help="Named config (`musicvae configs`).")
-@click.option("--data", "data_dir", required=True, type=click.Path(path_type=Path), help=DATA_HELP)
-@click.option(
-    "--out",
-    "run_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Run folder for checkpoints, pictures and the log.",
+@train_options(
+    DATA_HELP,
+    "checkpoints, pictures and the log",
+    click.option(
+        "--epochs", type=click.IntRange(1), default=None, help="Epochs to train in total."
+    ),
+    click.option("--steps", type=click.IntRange(1), default=None, help="Steps to train in total."),
+    click.option("--eval-every", type=int, default=None, help="Steps (default: once an epoch)."),
+    click.option(
+        "--checkpoint-every", type=int, default=None, help="Steps (default: once an epoch)."
+    ),
+    click.option(
+        "--eval-images",
+        type=int,
+        default=0,
+        show_default=True,
+        help="Held-out images per evaluation (0 for all).",
+    ),
 )
-@click.option("--epochs", type=click.IntRange(1), default=None, help="Epochs to train in total.")
-@click.option("--steps", type=click.IntRange(1), default=None, help="Steps to train in total.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--init-from", default=None, help="Start from the weights of this model.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=None, help="Override the config's batch size.")
-@click.option("--log-every", type=int, default=100, show_default=True)
-@click.option("--eval-every", type=int, default=None, help="Steps (default: once an epoch).")
-@click.option("--checkpoint-every", type=int, default=None, help="Steps (default: once an epoch).")
-@click.option(
-    "--eval-images",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Held-out images per evaluation (0 for all).",
-)
-@click.option("--threads", type=int, default=None, help="Torch threads (default: torch's).")
-@click.option("--force", is_flag=True, help="Start afresh even if --out holds a run.")
 @run_safely
 def train(
     config_name,
     data_dir,
     run_dir,
-    epochs,
-    steps,
     resume,
     init_from,
     seed,
     batch_size,
     log_every,
+    epochs,
+    steps,
     eval_every,
     checkpoint_every,
     eval_images,
@@ -197,17 +200,11 @@ def train(
     """Train an image model; pictures of reconstructions and samples after every epoch."""
     from musicvae_py.configs import get_config
     from musicvae_py.data.images import load_image_dataset
-    from musicvae_py.errors import ConfigError, OutputExistsError
+    from musicvae_py.errors import ConfigError
     from musicvae_py.training.checkpoint import read_checkpoint
-    from musicvae_py.training.trainer import Trainer, TrainOptions
+    from musicvae_py.training.trainer import TrainOptions
 
-    has_run = (run_dir / "latest.json").exists()
-    if has_run and not (resume or force):
-        raise OutputExistsError(f"{run_dir}: already holds a run (use --resume or --force)")
-    if resume and not has_run:
-        raise ConfigError(f"{run_dir}: no run to resume (no latest.json)")
-    if not resume and config_name is None:
-        raise ConfigError("--config is required for a new run")
+    check_run_folder(run_dir, config_name, resume, force)
     if epochs and steps:
         raise ConfigError("give --epochs or --steps, not both")
     config = read_checkpoint(run_dir).config if resume else get_config(config_name)
@@ -229,17 +226,12 @@ def train(
         eval_windows=eval_images or None,
         threads=threads,
     )
-    trainer = Trainer(
-        config, dataset, run_dir, options, resume=resume, init_from=init_from, report=click.echo
+    total = steps or config.train.num_steps
+    details = (
+        f"{train_images} training images, {dataset.num_examples('valid')} held out, "
+        f"{per_epoch} steps per epoch, {total} steps ({total / per_epoch:.1f} epochs)"
     )
-    total = steps or trainer.config.train.num_steps
-    click.echo(
-        f"config {trainer.config.name}: {sum(p.numel() for p in trainer.model.parameters())}"
-        f" parameters, {train_images} training images, {dataset.num_examples('valid')} held "
-        f"out, {per_epoch} steps per epoch, {total} steps ({total / per_epoch:.1f} epochs)"
-    )
-    trainer.run()
-    click.echo(f"done: {run_dir}")
+    run_training(config, dataset, run_dir, options, resume, init_from, details)
 
 
 @image.command()
@@ -288,8 +280,7 @@ def sample(model_spec, count, columns, label, seed, out, scale, force) -> None:
 
     from musicvae_py.plotting import image_grid_png
 
-    _check_out(out, force)
-    model = _load(model_spec)
+    model = _load(model_spec, out, force)
     if model.conditional and label is None:
         labels = np.repeat(np.arange(model.config.model.num_labels), columns)
         images = model.sample(len(labels), seed, labels)
@@ -323,10 +314,8 @@ def interpolate(start, end, model_spec, data_dir, split, count, label, steps, me
 
     from musicvae_py.plotting import image_grid_png
 
-    _check_out(pic["out"], pic["force"])
-    model = _load(model_spec)
+    model = _load(model_spec, pic["out"], pic["force"])
     images, labels = _inputs(model, [start, end], data_dir, split, count, label)
-    labels = _model_labels(model, labels)
     path = model.interpolate(images[0], images[1], steps, method, labels)
     strip = np.concatenate([images[:1], path, images[1:]])
     size = image_grid_png(strip, pic["out"], len(strip), pic["scale"], overwrite=pic["force"])
@@ -346,10 +335,9 @@ def reconstruct(inputs, model_spec, data_dir, split, count, label, out, scale, f
     from musicvae_py.image_inference import psnr_db
     from musicvae_py.plotting import image_grid_png
 
-    _check_out(out, force)
-    model = _load(model_spec)
+    model = _load(model_spec, out, force)
     images, labels = _inputs(model, list(inputs), data_dir, split, count, label)
-    again = model.reconstruct(images, _model_labels(model, labels))
+    again = model.reconstruct(images, labels)
     size = image_grid_png(np.concatenate([images, again]), out, len(images), scale, overwrite=force)
     click.echo(f"mean PSNR of the reconstructions: {psnr_db(again, images).mean():.2f} dB")
     click.echo(
@@ -386,11 +374,9 @@ def denoise(
     from musicvae_py.image_inference import psnr_db
     from musicvae_py.plotting import image_grid_png
 
-    _check_out(pic["out"], pic["force"])
-    model = _load(model_spec)
+    model = _load(model_spec, pic["out"], pic["force"])
     model.require("denoising", model.corruption in ("gaussian", "salt_pepper"), "a denoising model")
     images, labels = _inputs(model, list(inputs), data_dir, split, count, label)
-    labels = _model_labels(model, labels)
     noisy = model.add_noise(images, seed, noise, level) if add_noise else images
     clean = model.denoise(noisy, labels)
     rows = [images, noisy, clean] if add_noise else [noisy, clean]
@@ -420,11 +406,9 @@ def superres(inputs, model_spec, data_dir, split, count, label, out, scale, forc
     from musicvae_py.image_inference import psnr_db
     from musicvae_py.plotting import image_grid_png
 
-    _check_out(out, force)
-    model = _load(model_spec)
+    model = _load(model_spec, out, force)
     model.require("super-resolution", model.corruption == "downsample", "a superres model")
     images, labels = _inputs(model, list(inputs), data_dir, split, count, label, size="auto")
-    labels = _model_labels(model, labels)
     full = images.shape[1:] == model.image_shape
     low = model.downsample(images) if full else images
     output, bicubic = model.superres(low, labels)
@@ -451,8 +435,7 @@ def superres(inputs, model_spec, data_dir, split, count, label, out, scale, forc
 )
 @click.option("--k", "k", type=click.IntRange(1, 100), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output PNG file.")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@output_options
 @run_safely
 def latent_plot(model_spec, data_dir, split, max_images, compare_pca, k, seed, out, force):
     """Scatter of latent means coloured by label (PCA of the latent when it has more than 2
@@ -463,8 +446,7 @@ def latent_plot(model_spec, data_dir, split, max_images, compare_pca, k, seed, o
     from musicvae_py.image_inference import knn_accuracy, pca_2d
     from musicvae_py.plotting import latent_scatter_png
 
-    _check_out(out, force)
-    model = _load(model_spec)
+    model = _load(model_spec, out, force)
     splits = tuple(dict.fromkeys([split, "train"])) if compare_pca else (split,)
     dataset = load_image_dataset(data_dir, model.config.data, splits=splits, seed=seed)
     dataset.check_compatible(model.config)
@@ -520,8 +502,7 @@ def manifold(model_spec, grid, span, label, out, scale, force) -> None:
     """Decode a grid over the 2-d latent: z1 to the right, z2 upwards."""
     from musicvae_py.plotting import image_grid_png
 
-    _check_out(out, force)
-    model = _load(model_spec)
+    model = _load(model_spec, out, force)
     images = model.manifold(grid, span, label)
     size = image_grid_png(images, out, grid, scale, pad=0, overwrite=force)
     click.echo(f"wrote {out} ({grid}x{grid} decoded points, {size[0]}x{size[1]} px)")

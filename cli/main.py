@@ -4,12 +4,19 @@ Heavy imports (torch, the models) happen inside the commands, so `musicvae --hel
 Every error on bad input is one line on stderr and a non-zero exit; `--debug` shows tracebacks.
 """
 
+import contextlib
 import json
 import logging
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from musicvae_py.configs import Config
+    from musicvae_py.training.trainer import Trainer, TrainOptions
 
 MODEL_HELP = "A bundled model name (default: mel_2bar), a run folder or a checkpoint folder."
 
@@ -137,6 +144,113 @@ def _write_outputs(model, outputs: list[tuple[Path, "object"]], opts: dict) -> N
 
 
 # ---------------------------------------------------------------------------------------------
+# what `musicvae train` and `musicvae image train` share
+
+
+def train_options(data_help: str, run_holds: str, *own_options: Callable) -> Callable:
+    """The options of both train commands; a command's `own_options` (click.option decorators
+    for its length, evaluation and checkpoint settings) stand before --threads and --force."""
+    first = [
+        click.option(
+            "--config", "config_name", default=None, help="Named config (`musicvae configs`)."
+        ),
+        click.option(
+            "--data", "data_dir", required=True, type=click.Path(path_type=Path), help=data_help
+        ),
+        click.option(
+            "--out",
+            "run_dir",
+            required=True,
+            type=click.Path(path_type=Path),
+            help=f"Run folder for {run_holds}.",
+        ),
+        click.option(
+            "--resume", is_flag=True, help="Continue the run in --out from its last checkpoint."
+        ),
+        click.option("--init-from", default=None, help="Start from the weights of this model."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option(
+            "--batch-size", type=int, default=None, help="Override the config's batch size."
+        ),
+        click.option("--log-every", type=int, default=100, show_default=True),
+    ]
+    last = [
+        click.option("--threads", type=int, default=None, help="Torch threads (default: torch's)."),
+        click.option("--force", is_flag=True, help="Start afresh even if --out holds a run."),
+    ]
+
+    def decorate(fn):
+        for option in reversed([*first, *own_options, *last]):
+            fn = option(fn)
+        return fn
+
+    return decorate
+
+
+def check_run_folder(run_dir: Path, config_name: str | None, resume: bool, force: bool) -> None:
+    """Refuse to start over a run without --force, to resume where there is no run, and to start
+    a new run without --config."""
+    from musicvae_py.errors import ConfigError, OutputExistsError
+    from musicvae_py.training.checkpoint import LATEST
+
+    has_run = (run_dir / LATEST).exists()
+    if has_run and not (resume or force):
+        raise OutputExistsError(f"{run_dir}: already holds a run (use --resume or --force)")
+    if resume and not has_run:
+        raise ConfigError(f"{run_dir}: no run to resume (no {LATEST})")
+    if not resume and config_name is None:
+        raise ConfigError("--config is required for a new run")
+
+
+def run_training(
+    config: "Config | None",
+    dataset: Any,
+    run_dir: Path,
+    options: "TrainOptions",
+    resume: bool,
+    init_from: str | None,
+    details: str,
+) -> None:
+    """Train `config` (None: the run's own, when resuming) on `dataset` into `run_dir`, after
+    a line saying what is trained (the model's size, then `details`). Ctrl-C and SIGTERM both
+    save a checkpoint; SIGTERM then exits with status 143 (128 + 15)."""
+    import signal
+
+    from musicvae_py.training.trainer import Trainer, TrainingStopped
+
+    trainer = Trainer(
+        config, dataset, run_dir, options, resume=resume, init_from=init_from, report=click.echo
+    )
+    parameters = sum(p.numel() for p in trainer.model.parameters())
+    click.echo(f"config {trainer.config.name}: {parameters} parameters, {details}")
+    try:
+        with _sigterm_stops(trainer):
+            trainer.run()
+    except TrainingStopped as err:
+        click.echo(f"{err} (continue with --resume)", err=True)
+        sys.exit(128 + signal.SIGTERM)
+    click.echo(f"done: {run_dir}")
+
+
+@contextlib.contextmanager
+def _sigterm_stops(trainer: "Trainer") -> Iterator[None]:
+    """While training, SIGTERM asks the trainer to stop after the step in progress (it saves a
+    checkpoint first); the handler from before comes back afterwards. Python runs signal
+    handlers in the main thread only, so elsewhere nothing is installed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: trainer.request_stop("SIGTERM"))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+# ---------------------------------------------------------------------------------------------
 # prepare
 
 
@@ -229,38 +343,20 @@ def prepare(
 
 
 @main.command()
-@click.option("--config", "config_name", default=None, help="Named config (`musicvae configs`).")
-@click.option(
-    "--data",
-    "data_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Dataset folder written by `musicvae prepare`.",
+@train_options(
+    "Dataset folder written by `musicvae prepare`.",
+    "checkpoints and the log",
+    click.option("--steps", type=int, default=None, help="Total steps (default: the config's)."),
+    click.option("--eval-every", type=int, default=1000, show_default=True),
+    click.option("--checkpoint-every", type=int, default=500, show_default=True),
+    click.option(
+        "--eval-windows",
+        type=int,
+        default=2048,
+        show_default=True,
+        help="Held-out windows per evaluation (0 for all).",
+    ),
 )
-@click.option(
-    "--out",
-    "run_dir",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="Run folder for checkpoints and the log.",
-)
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
-@click.option("--init-from", default=None, help="Start from the weights of this model.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--steps", type=int, default=None, help="Total steps (default: the config's).")
-@click.option("--batch-size", type=int, default=None, help="Override the config's batch size.")
-@click.option("--log-every", type=int, default=100, show_default=True)
-@click.option("--eval-every", type=int, default=1000, show_default=True)
-@click.option("--checkpoint-every", type=int, default=500, show_default=True)
-@click.option(
-    "--eval-windows",
-    type=int,
-    default=2048,
-    show_default=True,
-    help="Held-out windows per evaluation (0 for all).",
-)
-@click.option("--threads", type=int, default=None, help="Torch threads (default: torch's).")
-@click.option("--force", is_flag=True, help="Start afresh even if --out holds a run.")
 @run_safely
 def train(
     config_name,
@@ -269,9 +365,9 @@ def train(
     resume,
     init_from,
     seed,
-    steps,
     batch_size,
     log_every,
+    steps,
     eval_every,
     checkpoint_every,
     eval_windows,
@@ -281,16 +377,10 @@ def train(
     """Train a model; one log line per interval, held-out metrics every --eval-every steps."""
     from musicvae_py.configs import get_config
     from musicvae_py.data.dataset import load_dataset
-    from musicvae_py.errors import ConfigError, OutputExistsError
-    from musicvae_py.training.trainer import Trainer, TrainOptions
+    from musicvae_py.errors import ConfigError
+    from musicvae_py.training.trainer import TrainOptions
 
-    has_run = (run_dir / "latest.json").exists()
-    if has_run and not (resume or force):
-        raise OutputExistsError(f"{run_dir}: already holds a run (use --resume or --force)")
-    if resume and not has_run:
-        raise ConfigError(f"{run_dir}: no run to resume (no latest.json)")
-    if not resume and config_name is None:
-        raise ConfigError("--config is required for a new run")
+    check_run_folder(run_dir, config_name, resume, force)
     if resume and batch_size:
         raise ConfigError("--batch-size cannot change when resuming (the run keeps its config)")
     config = get_config(config_name) if config_name else None
@@ -306,15 +396,8 @@ def train(
         eval_windows=eval_windows or None,
         threads=threads,
     )
-    trainer = Trainer(
-        config, dataset, run_dir, options, resume=resume, init_from=init_from, report=click.echo
-    )
-    click.echo(
-        f"config {trainer.config.name}: {sum(p.numel() for p in trainer.model.parameters())}"
-        f" parameters, {dataset.num_examples('train')} training windows"
-    )
-    trainer.run()
-    click.echo(f"done: {run_dir}")
+    details = f"{dataset.num_examples('train')} training windows"
+    run_training(config, dataset, run_dir, options, resume, init_from, details)
 
 
 @main.command()

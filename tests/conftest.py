@@ -1,4 +1,5 @@
-"""Shared test helpers: MIDI files made on the fly, and single-threaded torch."""
+"""Shared test helpers: MIDI files made on the fly, the command line run in-process, a model
+overfitted to one batch, and single-threaded torch."""
 
 from pathlib import Path
 
@@ -66,3 +67,26 @@ def melody_corpus(tmp_path: Path) -> Path:
         folder / "nested" / "jig.mid", [{"notes": phrase(6, base=64)}], time_signatures=[(0, 6, 8)]
     )
     return folder
+
+
+def run(*args, ok: bool = True):
+    """`musicvae ARGS` run in this process (arguments may be paths or numbers); asserts exit
+    status 0 unless `ok` is False. Returns click's result (exit_code, output)."""
+    from click.testing import CliRunner
+
+    from musicvae_py.cli.main import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def overfit(model: torch.nn.Module, batch: torch.Tensor, steps: int) -> None:
+    """Adam (learning rate 0.01) on the model's training loss of one batch, `steps` times."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for step in range(steps):
+        optimizer.zero_grad()
+        loss, _ = model.training_loss(batch, step)
+        loss.backward()
+        optimizer.step()

@@ -4,19 +4,10 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from musicvae_py.cli.main import main
 from musicvae_py.converters.midi_io import read_midi
-from tests.conftest import phrase, write_score
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+from tests.conftest import phrase, run, write_score
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from musicvae_py.cli.main import main
 from musicvae_py.configs import get_config
 from musicvae_py.converters.drums import (
     CLASS_TO_PITCH,
@@ -15,7 +13,7 @@ from musicvae_py.converters.drums import (
 )
 from musicvae_py.converters.midi_io import read_midi
 from musicvae_py.models.music_vae import MusicVAE
-from tests.conftest import write_score
+from tests.conftest import overfit, run, write_score
 
 DRUMS = get_config("drums_2bar_tiny")
 HIER = get_config("mel_16bar_hierdec_tiny")
@@ -84,12 +82,7 @@ def test_tiny_configs_overfit(config):
     bars = alphabet[torch.randint(0, 8, (4, 16))]
     bars[:, 1::2] = 0
     windows = bars.repeat(1, steps // 16)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(600):
-        optimizer.zero_grad()
-        loss, _ = model.training_loss(windows, step)
-        loss.backward()
-        optimizer.step()
+    overfit(model, windows, steps=600)
     metrics = model.summarize_evaluation([model.evaluate_batch(windows, torch.Generator())])
     assert metrics["teacher_forced_accuracy"] >= 0.95
     if config is HIER:
@@ -103,12 +96,6 @@ def test_drums_end_to_end(tmp_path):
         beat = [(36, s, s + 1) for s in range(0, 96, 8)] + [(42, s, s + 1) for s in range(i, 96, 2)]
         write_score(corpus / f"beat{i}.mid", [{"notes": beat, "is_drum": True}])
     write_score(corpus / "melody.mid", [{"notes": [(60, 0, 4)]}])
-    runner = CliRunner()
-
-    def run(*args):
-        result = runner.invoke(main, [str(a) for a in args])
-        assert result.exit_code == 0, result.output
-        return result
 
     prepared = run(
         "prepare",

@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 
-from musicvae_py.cli.main import main
 from musicvae_py.configs import Config, get_config
 from musicvae_py.data.images import load_image_dataset, read_idx, read_image_folder
 from musicvae_py.errors import ConfigError, DatasetError
@@ -21,6 +19,7 @@ from musicvae_py.models.registry import build_model
 from musicvae_py.training.checkpoint import bundled_models
 from musicvae_py.training.evaluate import evaluate_model
 from musicvae_py.training.trainer import Trainer, TrainOptions, step_seed
+from tests.conftest import run as run_musicvae
 
 TINY_CONFIGS = [
     "image_ae_tiny",
@@ -375,6 +374,26 @@ def test_training_draws_pictures_every_epoch_and_resumes_exactly(tmp_path):
     assert not torch.equal(straight.model.code_mean, torch.zeros_like(straight.model.code_mean))
 
 
+@pytest.mark.parametrize(
+    "name, shown",
+    [
+        ("image_ae_tiny", ["loss", "recon", "acc"]),
+        ("image_vae_tiny", ["loss", "recon", "KL", "beta", "acc"]),
+    ],
+)
+def test_the_log_line_shows_only_what_the_model_reports(name, shown, tmp_path):
+    config = get_config(name).replace(train={"batch_size": 4})
+    dataset = tiny_dataset(tmp_path, config, train=8, valid=4)
+    lines: list[str] = []
+    opts = TrainOptions(num_steps=2, log_every=2, eval_every=100, checkpoint_every=100)
+    Trainer(config, dataset, tmp_path / "run", opts, report=lines.append).run()
+    line = next(line for line in lines if line.startswith("step"))
+    fields = line.split(" | ")
+    assert [field.split()[0] for field in fields[:-2]] == ["step", *shown], line
+    assert fields[-2].endswith(" ms/step") and fields[-1].startswith("lr "), line
+    assert "nan" not in line
+
+
 def test_knn_accuracy_and_pca():
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(3), 20)
@@ -394,10 +413,8 @@ def test_knn_accuracy_and_pca():
 
 
 def run(*args, ok: bool = True):
-    result = CliRunner().invoke(main, ["image", *[str(a) for a in args]])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+    """`musicvae image ARGS`."""
+    return run_musicvae("image", *args, ok=ok)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from musicvae_py.models.core import (
 )
 from musicvae_py.models.music_vae import MusicVAE, reconstruction_loss
 from musicvae_py.training.trainer import learning_rate_at
+from tests.conftest import overfit
 
 TINY = get_config("mel_2bar_tiny")
 
@@ -87,12 +88,7 @@ def test_tiny_model_overfits_a_handful_of_windows():
     model = MusicVAE(config)
     windows = torch.randint(2, 90, (8, 32))
     windows[:, 1::2] = 0  # eighth notes: onsets, then holds
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(400):
-        optimizer.zero_grad()
-        loss, _ = model.training_loss(windows, step)
-        loss.backward()
-        optimizer.step()
+    overfit(model, windows, steps=400)
     metrics = model.summarize_evaluation([model.evaluate_batch(windows, torch.Generator())])
     assert metrics["teacher_forced_accuracy"] >= 0.99
 

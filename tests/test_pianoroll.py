@@ -10,10 +10,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from click.testing import CliRunner
 from PIL import Image
 
-from musicvae_py.cli.main import main
 from musicvae_py.configs import ALL_FAMILIES, Config, RollDataConfig, get_config
 from musicvae_py.converters.drums import CLASS_TO_PITCH
 from musicvae_py.converters.midi_io import Track, read_midi, write_midi
@@ -42,7 +40,7 @@ from musicvae_py.models.roll_vae import (
     velocity_loss,
 )
 from musicvae_py.training.checkpoint import bundled_models
-from tests.conftest import write_score
+from tests.conftest import overfit, run, write_score
 
 CONV = get_config("pianoroll_2bar_conv_tiny")
 RNN = get_config("pianoroll_2bar_rnn_tiny")
@@ -61,13 +59,6 @@ NOTES = [
     (69, 42, 44),
     (71, 44, 64),
 ]
-
-
-def run(*args, ok: bool = True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 def window_at(extraction, start: int) -> np.ndarray:
@@ -304,12 +295,7 @@ def test_tiny_model_overfits_a_handful_of_rolls(config):
     torch.manual_seed(0)
     model = build_model(config)
     rolls = handful_of_rolls(config.data)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    for step in range(300):
-        optimizer.zero_grad()
-        loss, _ = model.training_loss(rolls, step)
-        loss.backward()
-        optimizer.step()
+    overfit(model, rolls, steps=300)
     model.eval()
     metrics = model.summarize_evaluation(
         [model.evaluate_batch(rolls, torch.Generator().manual_seed(0))]

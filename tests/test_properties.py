@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from musicvae_py.configs import get_config
 from musicvae_py.converters.drums import drum_notelist, drum_steps
 from musicvae_py.converters.melody import NOTE_OFF, notes_to_tokens, tokens_to_notelist
+from musicvae_py.converters.midi_bytes import chunk, header_chunk, track_body, vlq
 from musicvae_py.converters.midi_io import read_midi, write_midi
 from musicvae_py.converters.registry import get_converter
 from musicvae_py.data.dataset import transpose_tokens
@@ -177,24 +178,14 @@ def _mutate(edits: list[tuple[float, bytes]], cut: float) -> bytes:
     return bytes(data[: max(1, int(cut * len(data)))])
 
 
-def _vlq(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
 def _raw_file(division: int, events: list[tuple[int, bytes]]) -> bytes:
-    body = b"".join(_vlq(delta) + event for delta, event in events) + b"\x00\xff\x2f\x00"
-    header = b"MThd\x00\x00\x00\x06\x00\x00\x00\x01" + division.to_bytes(2, "big")
-    return header + b"MTrk" + len(body).to_bytes(4, "big") + body
+    header = header_chunk(1, division, midi_format=0)
+    return header + chunk(b"MTrk", track_body(events))
 
 
 def _note(channel: int, pitch: int, velocity: int, duration: int) -> bytes:
     on, off = bytes([0x90 | channel, pitch, velocity]), bytes([0x80 | channel, pitch, 0])
-    return on + _vlq(duration) + off
+    return on + vlq(duration) + off
 
 
 # One track of notes, tempo and time-signature events (any field value).

@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
-from musicvae_py.cli.main import main
 from musicvae_py.configs import get_config
+from musicvae_py.converters.midi_bytes import chunk, header_chunk, track_body
 from musicvae_py.converters.midi_io import MAX_STEPS, NoteList, read_midi, write_midi
 from musicvae_py.data.dataset import load_dataset
 from musicvae_py.data.prepare import SKIP_REASONS, convert_file, prepare_dataset
@@ -44,7 +43,13 @@ from musicvae_py.training.checkpoint import (
     read_checkpoint,
     resolve_checkpoint,
 )
-from musicvae_py.training.trainer import Trainer, TrainingError, TrainOptions
+from musicvae_py.training.trainer import (
+    Trainer,
+    TrainingError,
+    TrainingStopped,
+    TrainOptions,
+)
+from tests.conftest import run
 
 TINY = get_config("mel_2bar_tiny")
 AS_ROOT = os.geteuid() == 0
@@ -55,31 +60,18 @@ PYTHON_CLI = [sys.executable, "-c", "from musicvae_py.cli.main import main; main
 # MIDI written byte by byte
 
 
-def vlq(value: int) -> bytes:
-    """A MIDI variable-length quantity."""
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
 def track_chunk(events: list[tuple[int, int, bytes]]) -> bytes:
     """An MTrk chunk from (tick, order, event bytes); events are sorted by tick, then order."""
-    body, now = b"", 0
+    deltas, now = [], 0
     for tick, _, event in sorted(events, key=lambda e: (e[0], e[1])):
-        body += vlq(tick - now) + event
+        deltas.append((tick - now, event))
         now = tick
-    body += b"\x00\xff\x2f\x00"
-    return b"MTrk" + len(body).to_bytes(4, "big") + body
+    return chunk(b"MTrk", track_body(deltas))
 
 
 def smf(tracks: list[bytes], tpq: int = 480, declared: int | None = None) -> bytes:
     """A format-1 standard MIDI file; `declared` overrides the header's track count."""
-    count = len(tracks) if declared is None else declared
-    header = (1).to_bytes(2, "big") + count.to_bytes(2, "big") + tpq.to_bytes(2, "big")
-    return b"MThd" + (6).to_bytes(4, "big") + header + b"".join(tracks)
+    return header_chunk(len(tracks) if declared is None else declared, tpq) + b"".join(tracks)
 
 
 def note_events(
@@ -268,10 +260,8 @@ def write_corpus(folder: Path) -> dict[str, int | str]:
 
 
 def cli(*args, ok: bool = False):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
+    """`musicvae ARGS`, expected to fail unless `ok`."""
+    return run(*args, ok=ok)
 
 
 def assert_one_line_error(result, *needles: str) -> str:
@@ -659,6 +649,66 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_weights(trained, tmp_path
     assert json.loads((run / LATEST).read_text())["step"] == 150
     straight = load_file(resolve_checkpoint(tmp_path / "straight") / WEIGHTS)
     assert same_state(straight, load_file(resolve_checkpoint(run) / WEIGHTS))
+
+
+def test_a_stop_request_saves_the_last_whole_step_and_resumes_exactly(dataset, reference, tmp_path):
+    run = tmp_path / "run"
+    trainer = Trainer(TINY, dataset, run, options(8, checkpoint_every=1000), report=quiet)
+    whole_step = trainer.train_step
+
+    def step_interrupted_by_a_request():
+        scalars = whole_step()
+        if trainer.step == 2:  # as a signal handler would, while the third step runs
+            trainer.request_stop("a test")
+        return scalars
+
+    trainer.train_step = step_interrupted_by_a_request
+    with pytest.raises(TrainingStopped, match="stopped by a test at step 3; checkpoint saved"):
+        trainer.run()
+    assert read_checkpoint(run).step == 3
+
+    resumed = Trainer(TINY, dataset, run, options(8), resume=True, report=quiet)
+    resumed.run()
+    assert same_state(resumed.model.state_dict(), reference.model.state_dict())
+
+
+def test_a_run_stopped_by_sigterm_saves_a_checkpoint_and_resumes(trained, tmp_path):
+    common = ["--data", trained["ds"], "--seed", "3", "--log-every", "1"]
+    common += "--eval-every 100000 --checkpoint-every 100000".split()
+    run = tmp_path / "terminated"
+    command = [*PYTHON_CLI, "train", "--config", "mel_2bar_tiny", "--out", str(run)]
+    command += ["--steps", "100000", *map(str, common), "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        for line in child.stdout:  # the first log line: the handler is installed
+            if line.startswith(b"step "):
+                break
+        child.send_signal(signal.SIGTERM)
+        _, stderr = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 128 + signal.SIGTERM, stderr.decode()
+
+    saved = read_checkpoint(run)  # no periodic checkpoint came before: the stop wrote this one
+    assert 1 <= saved.step < 100000
+    message = stderr.decode().strip().splitlines()[-1]
+    assert message == (
+        f"stopped by SIGTERM at step {saved.step}; checkpoint saved in {saved.path} "
+        "(continue with --resume)"
+    )
+    steps = ["--steps", saved.step + 2]
+    resumed = cli("train", "--out", run, "--resume", *steps, *common, ok=True)
+    assert f"resumed from {saved.path} at step {saved.step}" in resumed.output
+
+    handler = signal.getsignal(signal.SIGTERM)
+    straight = tmp_path / "straight"
+    cli("train", "--config", "mel_2bar_tiny", "--out", straight, *steps, *common, ok=True)
+    assert signal.getsignal(signal.SIGTERM) is handler  # the command put it back
+    straight_weights = load_file(resolve_checkpoint(straight) / WEIGHTS)
+    assert same_state(straight_weights, load_file(resolve_checkpoint(run) / WEIGHTS))
 
 
 def _kill_inside(point: str, monkeypatch) -> None:

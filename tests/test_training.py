@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -58,6 +59,19 @@ def test_training_is_reproducible_and_resume_matches(dataset, tmp_path):
     resumed.run()
     for k, v in weights(straight.model).items():
         assert torch.allclose(v, resumed.model.state_dict()[k], atol=1e-6), k
+
+
+def test_the_log_line_of_a_music_model_has_every_field(dataset, tmp_path):
+    lines: list[str] = []
+    Trainer(TINY, dataset, tmp_path / "run", options(5), report=lines.append).run()
+    line = next(line for line in lines if line.startswith("step"))
+    number = r"-?[0-9.]+(e[+-][0-9]+)?"
+    assert re.fullmatch(
+        rf"step +5 \| loss +{number} \| recon +{number} \| KL +{number} bits"
+        rf" \| beta {number} \| p_sample {number} \| acc {number}"
+        rf" \| +{number} ms/step \| lr {number}",
+        line,
+    ), line
 
 
 def test_checkpoint_rebuilds_the_model(dataset, tmp_path):

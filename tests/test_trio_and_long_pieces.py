@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 import symusic
 import torch
-from click.testing import CliRunner
 
-from musicvae_py.cli.main import main
 from musicvae_py.configs import get_config
 from musicvae_py.converters.midi_io import read_midi
 from musicvae_py.converters.trio import covered_bars, extract_trio_windows, trio_notelists
@@ -14,17 +12,10 @@ from musicvae_py.data.dataset import load_dataset
 from musicvae_py.errors import ExtractionError
 from musicvae_py.inference import TrainedModel, latent_path
 from musicvae_py.models.music_vae import MusicVAE
-from tests.conftest import phrase, write_score
+from tests.conftest import phrase, run, write_score
 
 TRIO = get_config("trio_16bar_hierdec_tiny")
 MELODY = get_config("mel_2bar_tiny")
-
-
-def run(*args, ok: bool = True):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
 
 
 def trio_file(path, bars: int = 18, bass_rest: tuple[int, int] | None = None):

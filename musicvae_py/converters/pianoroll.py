@@ -25,7 +25,7 @@ import torch
 
 from musicvae_py.converters.drums import CLASS_TO_PITCH, PITCH_TO_CLASS
 from musicvae_py.converters.midi_io import NoteList, Score, Track
-from musicvae_py.converters.windows import Extraction
+from musicvae_py.converters.windows import Extraction, cut_windows
 from musicvae_py.errors import ExtractionError
 
 ONSET, SUSTAIN, VELOCITY = 0, 1, 2
@@ -53,13 +53,6 @@ FAMILIES: tuple[Family, ...] = (
 )
 FAMILY_BY_NAME = {f.name: f for f in FAMILIES}
 DRUMS = "drums"
-
-
-@dataclass
-class RollExtraction(Extraction):
-    """The windows of one file, and how many empty windows (no note sounding) were dropped."""
-
-    empty_windows: int = 0
 
 
 def family_of(track: Track, cfg) -> str:
@@ -149,26 +142,16 @@ def score_roll(score: Score, cfg) -> tuple[int, np.ndarray]:
     return origin, roll
 
 
-def extract_roll_windows(score: Score, cfg) -> RollExtraction:
+def extract_roll_windows(score: Score, cfg) -> Extraction:
     """All windows of `score` with a hop of `cfg.hop_steps`: empty ones dropped and counted, a
     window equal to an earlier one of the same file dropped."""
     origin, roll = score_roll(score, cfg)
-    seen: set[bytes] = set()
-    rows, meters, starts, empty = [], [], [], 0
-    for offset in range(0, len(roll) - cfg.window_steps + 1, cfg.hop_steps):
-        window = roll[offset : offset + cfg.window_steps]
-        if not window[..., :VELOCITY].any():
-            empty += 1
-            continue
-        key = window.tobytes()
-        if key in seen:
-            continue
-        seen.add(key)
-        rows.append(window)
-        meters.append(score.meter_at(origin + offset))
-        starts.append(origin + offset)
-    windows = np.stack(rows) if rows else np.zeros((0, *cfg.window_shape), dtype=np.uint8)
-    return RollExtraction(windows, meters, 1, starts, empty_windows=empty)
+    return cut_windows([(origin, roll)], score, cfg, is_empty=_silent)
+
+
+def _silent(window: np.ndarray) -> bool:
+    """Whether no note starts or sounds in a roll window [steps, rows, planes]."""
+    return not window[..., :VELOCITY].any()
 
 
 def roll_to_notes(roll: np.ndarray) -> list[tuple[int, int, int, int]]:

@@ -112,9 +112,12 @@ def convert_file(path: str, cfg: DataConfig, track_names: tuple[str, ...] = ()) 
         extraction = get_converter(cfg.kind).extract(score, cfg)
         if len(extraction.windows) == 0:
             return FileResult(path, reason="too short")
-        empty = getattr(extraction, "empty_windows", 0)  # only piano rolls drop empty windows
         return FileResult(
-            path, extraction.windows, extraction.meters, extraction.starts, empty_windows=empty
+            path,
+            extraction.windows,
+            extraction.meters,
+            extraction.starts,
+            empty_windows=extraction.empty_windows,
         )
     except FileProblem as err:
         return FileResult(path, reason=err.reason, detail=err.detail)

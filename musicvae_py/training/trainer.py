@@ -8,10 +8,13 @@ grids there); a dataset supplies
 data order, the optimiser and learning-rate decay, gradient clipping, non-finite steps,
 evaluation, logging and checkpoints. Every random draw of step k is seeded from (seed, k), so a
 run resumed from a checkpoint repeats exactly what an uninterrupted run would have done.
+
+The log line of an interval shows the step, then those of the model's training scalars that
+`LOG_FIELDS` names and the model reports (a plain autoencoder has no KL, beta or p_sample), then
+ms/step and the learning rate.
 """
 
 import logging
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +42,25 @@ from musicvae_py.training.evaluate import evaluate_model, format_metrics
 log = logging.getLogger(__name__)
 
 
+# (scalar, label and format, how an interval sums it up): the training scalars a log line shows,
+# in order, when the model reports them; "last" shows the value at the interval's last step
+LOG_FIELDS = (
+    ("loss", "loss {:8.3f}", "mean"),
+    ("r_loss", "recon {:7.3f}", "mean"),
+    ("kl_bits", "KL {:6.2f} bits", "mean"),
+    ("beta", "beta {:.3f}", "last"),
+    ("p_sample", "p_sample {:.3f}", "last"),
+    ("accuracy", "acc {:.3f}", "mean"),
+)
+
+
 class TrainingError(MusicVAEError):
     """Training cannot go on (for example, too many non-finite steps in a row)."""
+
+
+class TrainingStopped(MusicVAEError):
+    """Training stopped on request (`Trainer.request_stop`, e.g. on SIGTERM) after a whole
+    step, whose state was saved first; the message names the checkpoint."""
 
 
 @dataclass
@@ -108,6 +128,7 @@ class Trainer:
         self.step = 0
         self.nonfinite_total = 0
         self.skipped_because = ""  # why the last step was skipped, "" when it was not
+        self.stop_reason = ""  # set by `request_stop`; the loop stops before its next step
         self.history: list[dict] = []
 
         if resume:
@@ -171,6 +192,12 @@ class Trainer:
             self.options.keep_checkpoints,
         )
 
+    def request_stop(self, reason: str) -> None:
+        """Ask `run` to stop before its next step: it saves a checkpoint and raises
+        `TrainingStopped` naming `reason`. Only sets a flag, so a signal handler may call it
+        at any moment without cutting a step (or an evaluation) in half."""
+        self.stop_reason = reason
+
     def train_step(self) -> dict[str, float] | None:
         """One optimisation step; None when the step was skipped as non-finite (its cause is
         in `skipped_because`). A skipped step changes nothing: buffers a model updates in its
@@ -209,7 +236,8 @@ class Trainer:
 
     def run(self) -> dict[str, float]:
         """Train to `num_steps`, evaluating and checkpointing on the way; returns the last
-        evaluation. Ctrl-C saves a checkpoint before stopping."""
+        evaluation. Ctrl-C saves a checkpoint before stopping; so does `request_stop`, at the
+        end of the step in progress, then raises `TrainingStopped`."""
         opts = self.options
         if opts.threads:
             torch.set_num_threads(opts.threads)
@@ -220,6 +248,12 @@ class Trainer:
         last_eval: dict[str, float] = {}
         try:
             while self.step < num_steps:
+                if self.stop_reason:
+                    path = self.save()
+                    raise TrainingStopped(
+                        f"stopped by {self.stop_reason} at step {self.step}; checkpoint saved "
+                        f"in {path}"
+                    )
                 scalars = self.train_step()
                 if scalars is None:
                     nonfinite_in_a_row += 1
@@ -274,15 +308,15 @@ class Trainer:
         return metrics
 
     def _log_line(self, window: list[dict[str, float]], elapsed: float) -> str:
-        def mean(key: str) -> float:
-            values = [w[key] for w in window if key in w]
-            return sum(values) / len(values) if values else math.nan
-
+        """One line for an interval of steps (their scalars in `window`): the fields of
+        `LOG_FIELDS` the model reports, then ms/step and the learning rate."""
         last = window[-1] if window else {}
+        fields = [f"step {self.step:>7}"]
+        for key, template, summary in LOG_FIELDS:
+            values = [w[key] for w in window if key in w]
+            if values:
+                value = values[-1] if summary == "last" else sum(values) / len(values)
+                fields.append(template.format(value))
         ms = 1000 * elapsed / max(len(window), 1)
-        return (
-            f"step {self.step:>7} | loss {mean('loss'):8.3f} | recon {mean('r_loss'):7.3f}"
-            f" | KL {mean('kl_bits'):6.2f} bits | beta {last.get('beta', 0):.3f}"
-            f" | p_sample {last.get('p_sample', 0):.3f} | acc {mean('accuracy'):.3f}"
-            f" | {ms:6.1f} ms/step | lr {last.get('lr', 0):.2e}"
-        )
+        fields += [f"{ms:6.1f} ms/step", f"lr {last.get('lr', 0):.2e}"]
+        return " | ".join(fields)
