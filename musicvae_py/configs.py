@@ -255,6 +255,23 @@ CONFIGS: dict[str, Config] = {
         model=ModelConfig(encoder_sizes=(512,), decoder_sizes=(256, 256), z_size=256),
         train=TrainConfig(free_bits=48.0, max_beta=0.2, beta_rate=0.0),
     ),
+    "drums_2bar_base": Config(
+        name="drums_2bar_base",
+        description="2-bar drums, 9-class kit, CPU-sized (the bundled drums_2bar model's)",
+        data=_DRUMS_2BAR,
+        model=ModelConfig(encoder_sizes=(256,), decoder_sizes=(256, 256), z_size=128),
+        train=TrainConfig(
+            batch_size=64,
+            free_bits=48.0,
+            max_beta=0.2,
+            beta_rate=0.9999,
+            sampling_schedule="constant",
+            sampling_rate=0.0,
+            learning_rate=3e-3,
+            decay_rate=0.9995,
+            num_steps=5_000,
+        ),
+    ),
     "drums_2bar_tiny": Config(
         name="drums_2bar_tiny",
         description="2-bar drums, tiny, for tests",
