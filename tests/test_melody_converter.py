@@ -75,6 +75,18 @@ def test_highest_note_wins_and_new_onset_cuts_previous(tmp_path):
     assert tokens_to_notes(melody.tokens) == [(67, 0, 2), (62, 2, 6)]
 
 
+def test_a_short_note_inside_a_long_one_leaves_no_stray_note_off(tmp_path):
+    # 62 starts inside 60 and ends before it: 60 ends at 62's onset, and nothing sounds after
+    # 62 ends until 64, so no note-off of 60 may stand at step 8
+    notes = [(60, 0, 8), (62, 2, 4), (64, 16, 32)]
+    path = write_score(tmp_path / "inside.mid", [{"notes": notes}])
+    (melody,) = melodies_of(path)
+    assert melody.tokens[:5].tolist() == [pitch_to_token(60), 0, pitch_to_token(62), 0, NOTE_OFF]
+    assert melody.tokens[5:16].tolist() == [0] * 11
+    assert tokens_to_notes(melody.tokens) == [(60, 0, 2), (62, 2, 4), (64, 16, 32)]
+    assert notes_to_tokens(notes, 32).tolist() == melody.tokens.tolist()
+
+
 def test_gap_of_a_bar_ends_a_melody(tmp_path):
     notes = phrase(2) + phrase(2, offset=64)  # 32 silent steps between the phrases
     path = write_score(tmp_path / "gap.mid", [{"notes": notes}])

@@ -70,7 +70,7 @@ def extract_track_melodies(track: Track, score: Score, cfg: DataConfig) -> list[
                 if on - last_off >= cfg.gap_steps:
                     break
             _add_note(events, pitch_to_token(int(pitch[i]), cfg.min_pitch), on, off)
-            last_on, last_off = on, max(last_off, off)
+            last_on, last_off = on, off
             i += 1
         if len(events) % 16 == 1 and events[-1] == NOTE_OFF:
             events.pop()  # an off on the bar line after the end: the end stops the note anyway
@@ -103,8 +103,11 @@ def melody_line(track: Track, cfg: DataConfig, steps: int) -> np.ndarray:
 
 
 def _add_note(events: list[int], token: int, on: int, off: int) -> None:
-    if len(events) < off + 1:
-        events.extend([NO_EVENT] * (off + 1 - len(events)))
+    """Write a note from step `on` to `off` over the events, ending whatever sounded: the
+    events after the note's end are dropped, so a note starting inside a longer one leaves
+    no stray note-off of the longer one behind."""
+    del events[off + 1 :]
+    events.extend([NO_EVENT] * (off + 1 - len(events)))
     events[on] = token
     for step in range(on + 1, off):
         events[step] = NO_EVENT
