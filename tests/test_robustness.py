@@ -1146,3 +1146,15 @@ def test_a_crafted_pickle_in_a_dataset_is_refused_unrun(trained, tmp_path):
     with pytest.raises(DatasetError, match="train.npy: unreadable"):
         load_dataset(data)
     assert not marker.exists()
+
+
+def test_evaluating_an_empty_split_names_the_dataset(trained, tmp_path):
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "only.mid").write_bytes(melody_file(40, bars=4))
+    run("prepare", single, "--out", tmp_path / "ds1", "--workers", 1)  # one file: all in train
+    result = run("evaluate", "--model", trained["run"], "--data", tmp_path / "ds1", ok=False)
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert lines == [lines[-1]] and "split 'valid' holds no examples" in lines[-1]
+    assert str(tmp_path / "ds1") in lines[-1] and "Traceback" not in result.output

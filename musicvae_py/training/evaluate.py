@@ -5,6 +5,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from musicvae_py.errors import DatasetError
+
 
 @torch.no_grad()
 def evaluate_model(
@@ -24,6 +26,13 @@ def evaluate_model(
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     rows = torch.arange(dataset.num_examples(split))
+    if max_examples is not None and max_examples < 1:
+        raise DatasetError(f"{dataset.path}: at least one example is needed, not {max_examples}")
+    if not len(rows):
+        raise DatasetError(
+            f"{dataset.path}: split {split!r} holds no examples (a corpus of few files may put "
+            "every file in train; prepare with a larger --valid-fraction or more files)"
+        )
     if max_examples is not None and len(rows) > max_examples:
         rows = torch.randperm(len(rows), generator=generator)[:max_examples].sort().values
     parts = [
