@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from musicvae_py.cli.main import (
+from musicvae_py.cli.shared import (
     check_run_folder,
     run_safely,
     run_training,

@@ -1,6 +1,8 @@
 """Every melody command end to end, on MIDI written by the test."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -211,3 +213,12 @@ def test_unknown_model_and_config_are_clear(tmp_path):
     assert result.exit_code == 1 and "not a model" in result.output
     result = run("prepare", tmp_path, "--out", tmp_path / "d", "--config", "nope", ok=False)
     assert result.exit_code == 1 and "unknown config" in result.output
+
+
+@pytest.mark.parametrize("module", ["musicvae_py.cli", "musicvae_py.cli.main"])
+def test_python_m_runs_the_command_line(module):
+    result = subprocess.run(
+        [sys.executable, "-m", module, "--help"], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "prepare" in result.stdout and "image" in result.stdout
