@@ -125,22 +125,25 @@ def run_training(
 ) -> None:
     """Train `config` (None: the run's own, when resuming) on `dataset` into `run_dir`, after
     a line saying what is trained (the model's size, then `details`). Ctrl-C and SIGTERM both
-    save a checkpoint; SIGTERM then exits with status 143 (128 + 15)."""
+    save a checkpoint; SIGTERM then exits with status 143 (128 + 15). A start refused (say, a
+    dataset that does not fit the config) leaves no run folder behind."""
     import signal
 
+    from musicvae_py.fileio import removed_if_left_empty
     from musicvae_py.training.trainer import Trainer, TrainingStopped
 
-    trainer = Trainer(
-        config, dataset, run_dir, options, resume=resume, init_from=init_from, report=click.echo
-    )
-    parameters = sum(p.numel() for p in trainer.model.parameters())
-    click.echo(f"config {trainer.config.name}: {parameters} parameters, {details}")
-    try:
-        with _sigterm_stops(trainer):
-            trainer.run()
-    except TrainingStopped as err:
-        click.echo(f"{err} (continue with --resume)", err=True)
-        sys.exit(128 + signal.SIGTERM)
+    with removed_if_left_empty(run_dir):
+        trainer = Trainer(
+            config, dataset, run_dir, options, resume=resume, init_from=init_from, report=click.echo
+        )
+        parameters = sum(p.numel() for p in trainer.model.parameters())
+        click.echo(f"config {trainer.config.name}: {parameters} parameters, {details}")
+        try:
+            with _sigterm_stops(trainer):
+                trainer.run()
+        except TrainingStopped as err:
+            click.echo(f"{err} (continue with --resume)", err=True)
+            sys.exit(128 + signal.SIGTERM)
     click.echo(f"done: {run_dir}")
 
 

@@ -81,6 +81,28 @@ def writable_folder(path: str | Path) -> Path:
     return path
 
 
+@contextmanager
+def removed_if_left_empty(path: str | Path) -> Iterator[None]:
+    """Run the block; when it raises, remove again the folders it made at `path` (and the
+    missing folders above it) that are still empty, so a refused job leaves nothing behind.
+    A folder that existed before, or that holds anything, is kept."""
+    path = Path(path)
+    created = []
+    for folder in (path, *path.parents):
+        if folder.exists() or folder.is_symlink():
+            break
+        created.append(folder)
+    try:
+        yield
+    except BaseException:
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:  # not empty, or already gone
+                break
+        raise
+
+
 def check_writable(paths: list[Path], overwrite: bool) -> None:
     """Refuse before any work starts when an output exists and `overwrite` is False."""
     if overwrite:

@@ -479,6 +479,7 @@ def test_train_writes_checkpoints_and_refuses_to_clobber(runs):
         ok=False,
     )
     assert mismatch.exit_code == 1 and "needs 28x28" in mismatch.output
+    assert not (runs["root"] / "x").exists()  # a refused start leaves no run folder
 
 
 def test_evaluate_prints_the_metrics(runs):

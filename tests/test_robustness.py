@@ -31,6 +31,7 @@ from musicvae_py.converters.midi_io import MAX_STEPS, NoteList, read_midi, write
 from musicvae_py.data.dataset import load_dataset
 from musicvae_py.data.prepare import SKIP_REASONS, convert_file, prepare_dataset
 from musicvae_py.errors import CheckpointError, DatasetError, MusicVAEError
+from musicvae_py.fileio import removed_if_left_empty
 from musicvae_py.training.checkpoint import (
     CONFIG,
     LATEST,
@@ -1005,6 +1006,30 @@ def test_train_refuses_an_unwritable_run_folder_before_training(trained, tmp_pat
     for folder in _unwritable_folders(tmp_path):
         result = cli("train", "--config", "mel_2bar_tiny", "--data", trained["ds"], "--out", folder)
         assert_one_line_error(result, str(folder), "cannot write here")
+
+
+def test_a_refused_train_start_leaves_no_new_run_folder(dataset, tmp_path):
+    new = tmp_path / "runs" / "new"
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    for out in (new, kept):
+        result = cli(
+            "train", "--config", "mel_16bar_hierdec_tiny", "--data", dataset.path, "--out", out
+        )
+        assert_one_line_error(result, str(dataset.path), "config mel_16bar_hierdec_tiny needs")
+    assert not (tmp_path / "runs").exists()  # both folders the command made are gone
+    assert kept.is_dir()  # a folder that was there before stays
+
+
+def test_only_folders_made_by_a_failed_block_and_left_empty_are_removed(tmp_path):
+    with pytest.raises(RuntimeError), removed_if_left_empty(tmp_path / "a" / "b"):
+        (tmp_path / "a" / "b").mkdir(parents=True)
+        (tmp_path / "a" / "note.txt").write_text("written before the failure")
+        raise RuntimeError("refused")
+    assert not (tmp_path / "a" / "b").exists() and (tmp_path / "a" / "note.txt").exists()
+    with removed_if_left_empty(tmp_path / "c"):
+        (tmp_path / "c").mkdir()
+    assert (tmp_path / "c").is_dir()
 
 
 def _no_space(fd: int) -> None:
