@@ -155,25 +155,33 @@ def prepare(
     if (out / "meta.json").exists() and not force:
         raise OutputExistsError(f"{out}: already holds a dataset (use --force to overwrite)")
     config = get_config(config_name)
-    bar = tqdm(total=0, unit="file", desc="prepare", file=sys.stderr)
+    table = read_split_table(split_csv) if split_csv else None
+
+    # the bar opens once prepare_dataset's checks have passed, so their errors get a line of
+    # their own; it is closed before any later error is printed
+    bar: tqdm | None = None
 
     def progress(done: int, total: int) -> None:
-        bar.total = total
-        bar.update(1)
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="file", desc="prepare", file=sys.stderr)
+        bar.update(done - bar.n)
 
-    table = read_split_table(split_csv) if split_csv else None
-    report = prepare_dataset(
-        list(sources),
-        out,
-        config.data,
-        valid_fraction,
-        seed,
-        workers,
-        tuple(tracks),
-        progress,
-        split_table=table,
-    )
-    bar.close()
+    try:
+        report = prepare_dataset(
+            list(sources),
+            out,
+            config.data,
+            valid_fraction,
+            seed,
+            workers,
+            tuple(tracks),
+            progress,
+            split_table=table,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
     click.echo(f"files read:          {report.files_read} of {report.files_found}")
     skipped = sum(report.files_skipped.values())
     click.echo(f"files skipped:       {skipped}")
@@ -184,6 +192,8 @@ def prepare(
     if report.files_not_in_split_table:
         click.echo(f"files not in {split_csv}, split by hash: {report.files_not_in_split_table}")
     click.echo(f"duplicates dropped:  {report.duplicates_dropped}")
+    if report.empty_windows_dropped:
+        click.echo(f"empty windows dropped: {report.empty_windows_dropped}")
     click.echo(f"held-out windows also in train: {report.heldout_seen_in_train}")
     meters = ", ".join(f"{m} {n}" for m, n in report.windows_per_meter.items())
     click.echo(f"windows per meter:   {meters or 'none'}")

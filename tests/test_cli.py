@@ -60,6 +60,7 @@ def test_prepare_reports_counts(tmp_path, melody_corpus):
     assert "files read:          8 of 9" in result.output
     assert "unreadable" in result.output
     assert "3/4" in result.output and "6/8" in result.output
+    assert "empty windows dropped" not in result.output  # melodies drop no silent windows
     again = run("prepare", melody_corpus, "--out", tmp_path / "ds", ok=False)
     assert again.exit_code == 1 and "--force" in again.output
 
@@ -213,6 +214,43 @@ def test_unknown_model_and_config_are_clear(tmp_path):
     assert result.exit_code == 1 and "not a model" in result.output
     result = run("prepare", tmp_path, "--out", tmp_path / "d", "--config", "nope", ok=False)
     assert result.exit_code == 1 and "unknown config" in result.output
+
+
+def test_prepare_refusals_are_one_line_without_a_progress_bar(tmp_path, melody_corpus):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = tmp_path / "no" / "such" / "path"
+    table = tmp_path / "info.csv"
+    table.write_text("name,part\nt0.mid,train\n")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a file, not a folder")
+    cases = [
+        ([missing, "--out", tmp_path / "d1"], "no MIDI files found", str(missing)),
+        ([empty, "--out", tmp_path / "d2"], "no MIDI files found", ".mid or .midi"),
+        (
+            [melody_corpus, "--split-csv", table, "--out", tmp_path / "d3"],
+            "midi_filename and split columns",
+            str(table),
+        ),
+        ([melody_corpus, "--out", blocker / "ds"], "cannot write here", str(blocker)),
+    ]
+    for args, *needles in cases:
+        result = run("prepare", *args, "--workers", "1", ok=False)
+        assert result.exit_code == 1, result.output
+        assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+        assert "\r" not in result.output and "file/s" not in result.output
+        assert all(needle in result.output for needle in needles), (needles, result.output)
+        assert not (tmp_path / "d1").exists() and not (tmp_path / "d2").exists()
+
+
+def test_prepare_names_the_missing_paths_when_it_finds_no_file(tmp_path):
+    missing = tmp_path / "no" / "such" / "path"
+    result = run("prepare", missing, "--out", tmp_path / "ds", ok=False)
+    assert result.output == f"error: no MIDI files found: {missing}: no such file or folder\n"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    both = run("prepare", empty, missing, "--out", tmp_path / "ds", ok=False)
+    assert both.output == result.output  # the empty folder is no problem, the missing path is
 
 
 @pytest.mark.parametrize("module", ["musicvae_py.cli", "musicvae_py.cli.main"])

@@ -130,6 +130,10 @@ def test_empty_windows_are_dropped_and_counted(tmp_path):
     assert extraction.empty_windows == 3  # windows starting on bars 2, 3 and 4
     report = prepare_dataset([path], tmp_path / "ds", ROLL, valid_fraction=0.0, workers=1)
     assert report.empty_windows_dropped == 3 and report.windows_kept["train"] == 4
+    printed = run(
+        "prepare", path, "--out", tmp_path / "cli", "--config", CONV.name, "--valid-fraction", 0
+    )
+    assert "empty windows dropped: 3\n" in printed.output
 
 
 def test_velocity_plane_and_track_velocity(tmp_path):

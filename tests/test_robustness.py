@@ -1048,7 +1048,13 @@ def test_a_full_disk_gives_a_clear_error_and_no_partial_file(
     else:
         out.parent.mkdir()
     monkeypatch.setattr(os, "fsync", _no_space)  # where a full disk shows on most file systems
-    line = assert_one_line_error(cli(*args))
+    result = cli(*args)
+    if command == "prepare":  # the files were read: the bar is closed, the error has its own line
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        bar, line = result.output.rstrip("\n").split("\n")
+        assert "1/1" in bar and line.startswith("error: ")
+    else:
+        line = assert_one_line_error(result)
     assert "No space left on device" in line
     left = [p.name for p in out.parent.iterdir()]
     if command == "prepare":  # complete arrays may stay, but no meta.json marks them a dataset

@@ -193,13 +193,20 @@ def prepare_dataset(
 
     Files are split by `split_table` (see `read_split_table`) when given, else, and for files
     the table does not name, by a seeded hash of the name. Duplicate windows are dropped within
-    each split. `progress(done, total)` is called after each file. Returns the report, also
-    saved in `out/meta.json`.
+    each split. `progress(done, total)` is called once with `done` 0 when the checks that can
+    end the job (files found, `out` writable) have passed, then after each file. Returns the
+    report, also saved in `out/meta.json`.
     """
     files, problems = find_midi_files(sources)
     report = PrepareReport(files_found=len(files), walk_problems=problems)
     if not files:
-        raise DatasetError(f"{', '.join(map(str, sources))}: no MIDI files found")
+        message = (
+            f"{', '.join(map(str, sources))}: no MIDI files found (none ends in .mid or .midi)"
+        )
+        if problems:
+            more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+            message = f"no MIDI files found: {'; '.join(problems[:3])}{more}"
+        raise DatasetError(message)
     writable_folder(out)
 
     workers = workers or os.cpu_count() or 1
@@ -209,6 +216,8 @@ def prepare_dataset(
     meters: dict[str, list[str]] = {s: [] for s in splits}
     split_files: dict[str, list[str]] = {s: [] for s in splits}
     skipped: Counter[str] = Counter()
+    if progress:
+        progress(0, len(jobs))
     results = _run(jobs, workers)
     for done, result in enumerate(results, 1):
         if result.windows is None:
