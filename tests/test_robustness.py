@@ -27,10 +27,16 @@ from safetensors.torch import load_file, save_file
 
 from musicvae_py.configs import get_config
 from musicvae_py.converters.midi_bytes import chunk, header_chunk, track_body
-from musicvae_py.converters.midi_io import MAX_STEPS, NoteList, read_midi, write_midi
+from musicvae_py.converters.midi_io import (
+    MAX_FILE_BYTES,
+    MAX_STEPS,
+    NoteList,
+    read_midi,
+    write_midi,
+)
 from musicvae_py.data.dataset import load_dataset
 from musicvae_py.data.prepare import SKIP_REASONS, convert_file, prepare_dataset
-from musicvae_py.errors import CheckpointError, DatasetError, MusicVAEError
+from musicvae_py.errors import CheckpointError, DatasetError, MidiReadError, MusicVAEError
 from musicvae_py.fileio import removed_if_left_empty
 from musicvae_py.training.checkpoint import (
     CONFIG,
@@ -413,6 +419,17 @@ def test_a_file_without_read_permission_is_counted(tmp_path):
         assert result.reason == "unreadable" and "Permission denied" in result.detail
     finally:
         locked.chmod(0o644)
+
+
+def test_a_file_over_the_size_limit_names_its_size_and_the_limit(tmp_path):
+    path = tmp_path / "huge.mid"
+    for size, shown in ((MAX_FILE_BYTES + 1, "64.0 MiB"), (70 * 2**20, "70.0 MiB")):
+        with open(path, "wb") as f:
+            f.truncate(size)  # sparse: takes no disk space
+        with pytest.raises(MidiReadError) as caught:
+            read_midi(path)
+        assert caught.value.reason == "too large"  # the name prepare counts it under
+        assert caught.value.detail == f"{shown}, over the 64 MiB limit"
 
 
 def test_a_converter_failure_is_counted_and_the_job_goes_on(tmp_path, monkeypatch):

@@ -83,7 +83,8 @@ def read_midi(path: str | Path, steps_per_quarter: int = STEPS_PER_QUARTER) -> S
     if size == 0:
         raise MidiReadError(path, "unreadable", "empty file")
     if size > MAX_FILE_BYTES:
-        raise MidiReadError(path, "too large", f"{size / 2**20:.0f} MiB")
+        limit = f"{MAX_FILE_BYTES / 2**20:g} MiB"
+        raise MidiReadError(path, "too large", f"{size / 2**20:.1f} MiB, over the {limit} limit")
     try:
         with open(path, "rb") as f:
             head = f.read(4)
