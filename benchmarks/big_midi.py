@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from musicvae_py.converters.midi_bytes import END_OF_TRACK, chunk, header_chunk, track_body, vlq
+
 TICKS_PER_QUARTER = 480
 TICKS_PER_STEP = TICKS_PER_QUARTER // 4  # one 16th note; below 128, so one delta byte
 DRUM_CHANNEL = 9
@@ -44,25 +46,11 @@ EVENT_BYTES = 4  # delta (one byte) + status + two data bytes; no running status
 # the file
 
 
-def track_chunk(body: bytes) -> bytes:
-    return b"MTrk" + len(body).to_bytes(4, "big") + body
-
-
 def conductor_track() -> bytes:
     """Tempo 120 qpm and a 4/4 time signature at tick 0, then the end of the track."""
-    tempo = b"\x00\xff\x51\x03" + (500_000).to_bytes(3, "big")
-    meter = b"\x00\xff\x58\x04\x04\x02\x18\x08"
-    return track_chunk(tempo + meter + b"\x00\xff\x2f\x00")
-
-
-def vlq(value: int) -> bytes:
-    """A MIDI variable-length quantity (7 bits per byte, high bit set on all but the last)."""
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
+    tempo = b"\xff\x51\x03" + (500_000).to_bytes(3, "big")
+    meter = b"\xff\x58\x04\x04\x02\x18\x08"
+    return chunk(b"MTrk", track_body([(0, tempo), (0, meter)]))
 
 
 def instrument_track(
@@ -103,7 +91,7 @@ def instrument_track(
     for first in range(0, steps, phrase_steps):
         block = events[first : first + phrase_steps].tobytes()
         phrases.append(block if first == 0 else rest + block[1:])
-    return track_chunk(b"".join(phrases) + b"\x00\xff\x2f\x00")
+    return chunk(b"MTrk", b"".join(phrases) + END_OF_TRACK)
 
 
 def big_midi(
@@ -112,8 +100,7 @@ def big_midi(
     """A format-1 MIDI file of about `target_bytes`, and the number of steps each track has."""
     steps = max(1, target_bytes // (tracks * 2 * chord * EVENT_BYTES))
     rng = np.random.default_rng(seed)
-    header = b"MThd" + (6).to_bytes(4, "big") + (1).to_bytes(2, "big")
-    header += (tracks + 1).to_bytes(2, "big") + TICKS_PER_QUARTER.to_bytes(2, "big")
+    header = header_chunk(tracks + 1, TICKS_PER_QUARTER)
     body = [instrument_track(i, steps, chord, phrase_bars, rng) for i in range(tracks)]
     return header + conductor_track() + b"".join(body), steps
 

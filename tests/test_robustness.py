@@ -6,6 +6,7 @@ benchmarks/.
 """
 
 import errno
+import importlib.util
 import io
 import json
 import os
@@ -430,6 +431,19 @@ def test_a_file_over_the_size_limit_names_its_size_and_the_limit(tmp_path):
             read_midi(path)
         assert caught.value.reason == "too large"  # the name prepare counts it under
         assert caught.value.detail == f"{shown}, over the 64 MiB limit"
+
+
+def test_the_big_midi_benchmark_builds_files_the_reader_reads(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "big_midi.py"
+    spec = importlib.util.spec_from_file_location("big_midi", script)
+    big_midi = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(big_midi)
+    data, steps = big_midi.big_midi(20_000, tracks=2, chord=3, phrase_bars=4, seed=0)
+    path = tmp_path / "big.mid"
+    path.write_bytes(data)
+    score = read_midi(path)
+    assert sum(len(t) for t in score.tracks) == 2 * 3 * steps
+    assert score.qpm == pytest.approx(120)
 
 
 def test_a_converter_failure_is_counted_and_the_job_goes_on(tmp_path, monkeypatch):
