@@ -30,9 +30,11 @@ def atomic_path(path: str | Path, overwrite: bool = True) -> Iterator[Path]:
     tmp = Path(tmp_name)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # temporary files are private; outputs get the usual mode
     try:
         yield tmp
+        # temporary files are private, and some writers replace the file with a private one
+        # of their own: outputs get the usual mode
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except OSError as err:
         raise MusicVAEError(f"{path}: write failed ({err.strerror or err})") from err

@@ -1,6 +1,7 @@
 """Every melody command end to end, on MIDI written by the test."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -169,6 +170,10 @@ def test_reconstruct_and_encode(trained, tmp_path):
 def test_export_and_bundled_model_listing(trained, tmp_path):
     run("export", trained["run"], tmp_path / "m", "--half")
     run("sample", "--model", tmp_path / "m", "-n", "1", "--out", tmp_path / "s")
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "config.json"):  # readable as any output, not private
+        assert (tmp_path / "m" / name).stat().st_mode & 0o777 == 0o666 & ~umask
     assert "mel_2bar" in run("models").output
     assert "mel_2bar_small" in run("configs").output
 
