@@ -204,13 +204,13 @@ def train(
     from musicvae_py.training.checkpoint import read_checkpoint
     from musicvae_py.training.trainer import TrainOptions
 
-    check_run_folder(run_dir, config_name, resume, force)
+    check_run_folder(run_dir, config_name, resume, force, batch_size)
     if epochs and steps:
         raise ConfigError("give --epochs or --steps, not both")
     config = read_checkpoint(run_dir).config if resume else get_config(config_name)
     if config.data.kind != "image":
         raise ConfigError(f"config {config.name} is a {config.data.kind} config, not an image one")
-    if batch_size and not resume:
+    if batch_size:
         config = config.replace(train={"batch_size": batch_size})
     dataset = load_image_dataset(data_dir, config.data, seed=seed)
     train_images = dataset.num_examples("train")

@@ -241,12 +241,9 @@ def train(
     """Train a model; one log line per interval, held-out metrics every --eval-every steps."""
     from musicvae_py.configs import get_config
     from musicvae_py.data.dataset import load_dataset
-    from musicvae_py.errors import ConfigError
     from musicvae_py.training.trainer import TrainOptions
 
-    check_run_folder(run_dir, config_name, resume, force)
-    if resume and batch_size:
-        raise ConfigError("--batch-size cannot change when resuming (the run keeps its config)")
+    check_run_folder(run_dir, config_name, resume, force, batch_size)
     config = get_config(config_name) if config_name else None
     if config is not None and batch_size:
         config = config.replace(train={"batch_size": batch_size})

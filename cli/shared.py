@@ -99,9 +99,11 @@ def train_options(data_help: str, run_holds: str, *own_options: Callable) -> Cal
     return decorate
 
 
-def check_run_folder(run_dir: Path, config_name: str | None, resume: bool, force: bool) -> None:
-    """Refuse to start over a run without --force, to resume where there is no run, and to start
-    a new run without --config."""
+def check_run_folder(
+    run_dir: Path, config_name: str | None, resume: bool, force: bool, batch_size: int | None
+) -> None:
+    """Refuse to start over a run without --force, to resume where there is no run, to start
+    a new run without --config, and to change the batch size of a run being resumed."""
     from musicvae_py.errors import ConfigError, OutputExistsError
     from musicvae_py.training.checkpoint import LATEST
 
@@ -112,6 +114,8 @@ def check_run_folder(run_dir: Path, config_name: str | None, resume: bool, force
         raise ConfigError(f"{run_dir}: no run to resume (no {LATEST})")
     if not resume and config_name is None:
         raise ConfigError("--config is required for a new run")
+    if resume and batch_size:
+        raise ConfigError("--batch-size cannot change when resuming (the run keeps its config)")
 
 
 def run_training(

@@ -465,7 +465,10 @@ def test_train_writes_checkpoints_and_refuses_to_clobber(runs):
         "train", "--config", "image_ae_tiny", "--data", runs["data"], "--out", run_dir, ok=False
     )
     assert again.exit_code == 1 and "--resume or --force" in again.output
-    resumed = run("train", "--data", runs["data"], "--out", run_dir, "--resume", "--epochs", "3")
+    args = ("train", "--data", runs["data"], "--out", run_dir, "--resume")
+    other_batch = run(*args, "--batch-size", 4, ok=False)  # the run keeps its own config
+    assert other_batch.exit_code == 1 and "--batch-size cannot change" in other_batch.output
+    resumed = run(*args, "--epochs", "3")
     assert "resumed from" in resumed.output
     assert json.loads((run_dir / "latest.json").read_text())["step"] == 36
     mismatch = run(
