@@ -60,14 +60,8 @@ class LstmDecoder(nn.Module):
     def __init__(self, input_size: int, cond_size: int, sizes: tuple[int, ...], out_size: int):
         super().__init__()
         self.sizes = sizes
-        layers, width = [], input_size + cond_size
-        for size in sizes:
-            layers.append(nn.LSTM(width, size, batch_first=True))
-            width = size
-        self.layers = nn.ModuleList(layers)
-        self.initial_state = nn.Linear(cond_size, 2 * sum(sizes))
-        nn.init.normal_(self.initial_state.weight, std=0.001)
-        nn.init.zeros_(self.initial_state.bias)
+        self.layers = lstm_stack(input_size + cond_size, sizes)
+        self.initial_state = initial_state_layer(cond_size, sizes)
         self.output = nn.Linear(sizes[-1], out_size)
 
     def init_state(self, cond: torch.Tensor) -> LstmState:
@@ -96,14 +90,8 @@ class Conductor(nn.Module):
     def __init__(self, z_size: int, sizes: tuple[int, ...]):
         super().__init__()
         self.sizes = sizes
-        layers, width = [], 1
-        for size in sizes:
-            layers.append(nn.LSTM(width, size, batch_first=True))
-            width = size
-        self.layers = nn.ModuleList(layers)
-        self.initial_state = nn.Linear(z_size, 2 * sum(sizes))
-        nn.init.normal_(self.initial_state.weight, std=0.001)
-        nn.init.zeros_(self.initial_state.bias)
+        self.layers = lstm_stack(1, sizes)
+        self.initial_state = initial_state_layer(z_size, sizes)
         self.output_size = sizes[-1]
 
     def forward(self, z: torch.Tensor, bars: int) -> torch.Tensor:
@@ -125,3 +113,20 @@ def split_state(flat: torch.Tensor, sizes: tuple[int, ...]) -> LstmState:
         state.append((h, c))
         offset += 2 * size
     return state
+
+
+def lstm_stack(input_size: int, sizes: tuple[int, ...]) -> nn.ModuleList:
+    """Unidirectional LSTM layers of `sizes`, each reading the one below ([batch, steps, *])."""
+    widths = (input_size, *sizes[:-1])
+    return nn.ModuleList(
+        nn.LSTM(w, size, batch_first=True) for w, size in zip(widths, sizes, strict=True)
+    )
+
+
+def initial_state_layer(cond_size: int, sizes: tuple[int, ...]) -> nn.Linear:
+    """The dense layer from a conditioning vector to every layer's (c, h) (see `split_state`),
+    initialised near zero so the first states barely depend on the conditioning."""
+    layer = nn.Linear(cond_size, 2 * sum(sizes))
+    nn.init.normal_(layer.weight, std=0.001)
+    nn.init.zeros_(layer.bias)
+    return layer
