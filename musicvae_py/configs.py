@@ -213,7 +213,7 @@ _TEACHER_FORCED_16BAR = TrainConfig(
 # The reference's 16-bar loss, at a batch and step count that fit one CPU core in about
 # half an hour
 _CPU_16BAR = dataclasses.replace(
-    _TEACHER_FORCED_16BAR, batch_size=16, learning_rate=2e-3, num_steps=2_500
+    _TEACHER_FORCED_16BAR, batch_size=16, learning_rate=1e-3, num_steps=2_500
 )
 
 CONFIGS: dict[str, Config] = {
@@ -261,15 +261,15 @@ CONFIGS: dict[str, Config] = {
         data=_DRUMS_2BAR,
         model=ModelConfig(encoder_sizes=(256,), decoder_sizes=(256, 256), z_size=128),
         train=TrainConfig(
-            batch_size=64,
-            free_bits=48.0,
+            batch_size=128,
+            free_bits=128.0,
             max_beta=0.2,
             beta_rate=0.9999,
             sampling_schedule="constant",
             sampling_rate=0.0,
             learning_rate=3e-3,
             decay_rate=0.9995,
-            num_steps=5_000,
+            num_steps=6_000,
         ),
     ),
     "drums_2bar_tiny": Config(
@@ -635,7 +635,7 @@ class RollModelConfig:
     """
 
     architecture: str = "roll_conv"  # roll_conv | roll_rnn
-    z_size: int = 256
+    z_size: int = 512
     conv_dims: int = 2  # 2: over pitch x time; 1: over time, pitch rows as channels
     conv_channels: tuple[int, ...] = (32, 64, 128, 128)
     kernel_size: int = 3  # odd
@@ -660,16 +660,17 @@ _MULTITRACK = RollDataConfig(
     drums=True,
     track_families=("melody=lead", "vocal=lead", "bridge=strings"),  # POP909's named tracks
 )
+# Reconstruction first: 2,048 free bits leave room for the ~25 notes of a 2-bar piano window
 _ROLL_TRAIN = TrainConfig(
     batch_size=64,
-    free_bits=256.0,
+    free_bits=2048.0,
     max_beta=0.2,
     beta_rate=0.0,
     sampling_schedule="constant",
     sampling_rate=0.0,
     learning_rate=1e-3,
-    decay_rate=0.9997,
-    num_steps=4_000,
+    decay_rate=0.9998,
+    num_steps=10_000,
 )
 _TINY_ROLL = RollDataConfig(min_pitch=48, max_pitch=71, transpose=2)
 _TINY_ROLL_TRAIN = dataclasses.replace(

@@ -176,38 +176,41 @@ class TrainedModel:
         piece: [k, *window_shape].
 
         Each window's decoder starts from the last tokens of the window before (so a note
-        sounding at the seam can go on), and of `candidates` draws the one leaving the
-        shortest silence across the seam is kept, drawing up to `max_rounds` times while that
-        silence would last a bar or more; windows are whole bars, so the beat goes on. At
-        temperature 0 there is one candidate.
+        sounding at the seam can go on). Of `candidates` draws the one kept leaves no silence of
+        a bar or more across the seam and no silence of half a bar or more at its own end (the
+        next seam would inherit it), and among those the least silence in all; while no draw
+        qualifies, up to `max_rounds` rounds are drawn. Windows are whole bars, so the beat
+        goes on. At temperature 0 there is one candidate.
         """
         generator = _generator(seed)
         count = 1 if temperature <= 0 else candidates
+        bar = 16
         pieces: list[np.ndarray] = []
         for point in torch.as_tensor(z, dtype=torch.float32):
             first = None
             if pieces:
                 last = torch.as_tensor(pieces[-1][-1]).long().reshape(1, -1)
                 first = last.expand(count, -1)
-            best, best_gap = None, None
-            for _ in range(max_rounds):  # draw again while the seam would hold a silent bar
+            best, best_key = None, None
+            for _ in range(max_rounds):
                 drawn = self.model.generate(
                     point.expand(count, -1), temperature, generator, first_tokens=first
                 ).numpy()
-                if not pieces:
-                    best, best_gap = drawn[0], 0
-                    break
-                gaps = [self.seam_silence(pieces[-1], candidate) for candidate in drawn]
-                if best_gap is None or min(gaps) < best_gap:
-                    best, best_gap = drawn[int(np.argmin(gaps))], min(gaps)
-                if best_gap < 16 or count == 1:
+                for candidate in drawn:
+                    gap = self.seam_silence(pieces[-1], candidate) if pieces else 0
+                    tail = self.seam_silence(candidate, candidate[:0])
+                    key = (gap >= bar, tail >= bar // 2, gap + tail)
+                    if best_key is None or key < best_key:
+                        best, best_key = candidate, key
+                if not (best_key[0] or best_key[1]) or count == 1:
                     break
             pieces.append(best)
         return np.stack(pieces)
 
     def seam_silence(self, before: np.ndarray, after: np.ndarray) -> int:
         """Steps of silence (no note sounding in any track) across the seam between two
-        windows played one after the other."""
+        windows played one after the other; with an empty `after`, the silence at the end of
+        `before`."""
         joined = np.concatenate([before, after])
         sounding = np.zeros(len(joined), dtype=bool)
         for track in self.tracks(joined):

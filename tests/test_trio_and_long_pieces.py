@@ -248,6 +248,24 @@ def test_walk_starts_each_window_from_the_last_tokens_of_the_one_before(melody_r
     )
     assert np.array_equal(pieces[1], second[0].numpy())
     assert model.seam_silence(np.array([2, 0, 1, 0]), np.array([0, 0, 3, 0])) == 4  # steps 2-5
+    assert model.seam_silence(np.array([2, 0, 1, 0]), np.array([], dtype=int)) == 2  # the tail
+
+
+def test_walk_keeps_the_draw_without_a_silent_seam_or_tail(melody_run, monkeypatch):
+    model = TrainedModel.load(melody_run / "run")
+    steps = model.steps
+    note = [5] + [0] * (steps - 1)  # one note held through the window
+    silent_end = [5, 1] + [0] * (steps - 2)  # a note, then silence to the end
+    silent = [0] * steps
+    draws = iter([[silent_end, note], [silent, silent_end], [silent_end, note]])
+
+    def generate(z, temperature, generator=None, first_tokens=None):
+        return torch.tensor(next(draws))[: len(z)]
+
+    monkeypatch.setattr(model.model, "generate", generate)
+    pieces = model.walk(np.zeros((2, model.z_size), np.float32), candidates=2)
+    assert pieces[0].tolist() == note  # the draw that does not end in silence
+    assert pieces[1].tolist() == note  # from a second round: the first had none
 
 
 def test_sample_through_files_and_interpolate_many(melody_run, tmp_path):
