@@ -669,8 +669,8 @@ _ROLL_TRAIN = TrainConfig(
     sampling_schedule="constant",
     sampling_rate=0.0,
     learning_rate=1e-3,
-    decay_rate=0.9998,
-    num_steps=10_000,
+    decay_rate=0.99985,
+    num_steps=15_000,
 )
 _TINY_ROLL = RollDataConfig(min_pitch=48, max_pitch=71, transpose=2)
 _TINY_ROLL_TRAIN = dataclasses.replace(
@@ -683,16 +683,17 @@ CONFIGS.update(
     {
         "pianoroll_2bar_conv": Config(
             name="pianoroll_2bar_conv",
-            description="2-bar piano rolls, convolutional VAE (the bundled pianoroll_2bar's)",
-            data=_PIANOROLL_2BAR,
-            model=RollModelConfig(),
-            train=_ROLL_TRAIN,
-        ),
-        "pianoroll_2bar_conv1d": Config(
-            name="pianoroll_2bar_conv1d",
-            description="2-bar piano rolls, convolutional VAE over time, pitch rows as channels",
+            description="2-bar piano rolls, convolutional VAE over time, pitch rows as channels "
+            "(the bundled pianoroll_2bar's)",
             data=_PIANOROLL_2BAR,
             model=RollModelConfig(conv_dims=1, conv_channels=(256, 256, 256)),
+            train=_ROLL_TRAIN,
+        ),
+        "pianoroll_2bar_conv2d": Config(
+            name="pianoroll_2bar_conv2d",
+            description="2-bar piano rolls, convolutional VAE over pitch x time",
+            data=_PIANOROLL_2BAR,
+            model=RollModelConfig(),
             train=_ROLL_TRAIN,
         ),
         "pianoroll_2bar_rnn": Config(
