@@ -265,3 +265,11 @@ def test_python_m_runs_the_command_line(module):
     )
     assert result.returncode == 0, result.stderr
     assert "prepare" in result.stdout and "image" in result.stdout
+
+
+def test_bundled_models_stay_under_30_mb_together():
+    from musicvae_py.training.checkpoint import bundled_models
+
+    folders = bundled_models().values()
+    total = sum(f.stat().st_size for folder in folders for f in folder.iterdir())
+    assert len(folders) >= 5 and total < 30e6

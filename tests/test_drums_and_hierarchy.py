@@ -127,3 +127,14 @@ def test_drums_end_to_end(tmp_path):
     track = read_midi(tmp_path / "s" / "sample-001.mid").tracks
     assert all(t.is_drum for t in track)
     run("encode", corpus / "beat0.mid", "--model", tmp_path / "run", "--window", "0")
+
+
+def test_bundled_drum_and_16_bar_models_sample_valid_midi(tmp_path):
+    run("sample", "--model", "drums_2bar", "-n", "2", "--seed", "0", "--out", tmp_path / "d")
+    tracks = read_midi(tmp_path / "d" / "sample-001.mid").tracks
+    assert tracks and all(t.is_drum for t in tracks)
+    assert set(tracks[0].pitch.tolist()) <= set(CLASS_TO_PITCH)
+    run("sample", "--model", "mel_16bar_hierdec", "-n", "1", "--seed", "0", "--out", tmp_path / "m")
+    (melody,) = read_midi(tmp_path / "m" / "sample-001.mid").tracks
+    assert not melody.is_drum and len(melody) and melody.end.max() <= 16 * 16
+    assert 21 <= melody.pitch.min() and melody.pitch.max() <= 108
