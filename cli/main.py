@@ -496,7 +496,9 @@ def encode(midi, model_spec, window, seed, out, force) -> None:
 @main.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--half", is_flag=True, help="Store weights as float16 (half the size).")
+@click.option(
+    "--half", is_flag=True, help="Store weights as float16 (half the size); statistics float32."
+)
 @click.option("--force", is_flag=True)
 @run_safely
 def export(run, dest, half, force) -> None:
@@ -513,7 +515,11 @@ def export(run, dest, half, force) -> None:
     from musicvae_py.fileio import write_with
 
     dtype = torch.float16 if half else torch.float32
-    weights = {k: v.to(dtype).contiguous() for k, v in model.state_dict().items()}
+    statistics = {name for name, _ in model.named_buffers()}  # running moments stay float32
+    weights = {
+        k: (v if k in statistics else v.to(dtype)).contiguous()
+        for k, v in model.state_dict().items()
+    }
     write_with(dest / WEIGHTS, lambda tmp: save_file(weights, str(tmp)))
     write_json(dest / CONFIG, {"format": 1, "config": config.to_dict()})
     click.echo(f"wrote {dest}")

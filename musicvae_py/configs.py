@@ -630,8 +630,15 @@ class RollModelConfig:
     roll_conv: one stride-2 convolution per `conv_channels` entry, over pitch x time
     (`conv_dims` 2, groups and planes as channels) or over time with every row and plane a
     channel (`conv_dims` 1); a dense layer of `hidden_size`; the decoder mirrors it with
-    transposed convolutions. roll_rnn: a bidirectional LSTM over frames (`encoder_sizes` per
-    direction) and an autoregressive LSTM over frames (`decoder_sizes`).
+    transposed convolutions. With `local_latent`, z keeps the positions of the smallest feature
+    map instead (z_size / positions dimensions at each, no dense layer), so each part of z
+    describes its own stretch of the window. With `context_steps` > 0, each frame's logits also
+    read the frames drawn before it through a causal convolution, so sampling runs frame by
+    frame and a drawn note is held coherently. With `prior` "fitted", samples draw z from a
+    full-covariance Gaussian of the latents seen in training (running moments kept in the
+    weights) instead of N(0, I); training and the ELBO still use N(0, I). roll_rnn: a
+    bidirectional LSTM over frames (`encoder_sizes` per direction) and an autoregressive LSTM
+    over frames (`decoder_sizes`).
     """
 
     architecture: str = "roll_conv"  # roll_conv | roll_rnn
@@ -640,6 +647,9 @@ class RollModelConfig:
     conv_channels: tuple[int, ...] = (32, 64, 128, 128)
     kernel_size: int = 3  # odd
     hidden_size: int = 512
+    local_latent: bool = False  # roll_conv: z per position of the smallest feature map
+    context_steps: int = 0  # roll_conv: frames before each frame its logits read (0: none)
+    prior: str = "standard"  # what samples draw z from: standard N(0, I) | fitted
     encoder_sizes: tuple[int, ...] = (256,)
     decoder_sizes: tuple[int, ...] = (512,)
 
@@ -683,8 +693,33 @@ CONFIGS.update(
     {
         "pianoroll_2bar_conv": Config(
             name="pianoroll_2bar_conv",
-            description="2-bar piano rolls, convolutional VAE over time, pitch rows as channels "
-            "(the bundled pianoroll_2bar's)",
+            description="2-bar piano rolls, convolutional VAE over time, pitch rows as channels, "
+            "z kept per beat (8 x 64)",
+            data=_PIANOROLL_2BAR,
+            model=RollModelConfig(
+                conv_dims=1, conv_channels=(256, 256), local_latent=True, prior="fitted"
+            ),
+            # half the free bits: the codes stay nearer the prior that samples are drawn from
+            train=dataclasses.replace(_ROLL_TRAIN, free_bits=1024.0, num_steps=30_000),
+        ),
+        "pianoroll_2bar_conv_context": Config(
+            name="pianoroll_2bar_conv_context",
+            description="2-bar piano rolls, pianoroll_2bar_conv whose frames also read the 8 "
+            "frames before them",
+            data=_PIANOROLL_2BAR,
+            model=RollModelConfig(
+                conv_dims=1,
+                conv_channels=(256, 256),
+                local_latent=True,
+                context_steps=8,
+                prior="fitted",
+            ),
+            train=dataclasses.replace(_ROLL_TRAIN, free_bits=512.0, num_steps=30_000),
+        ),
+        "pianoroll_2bar_conv_global": Config(
+            name="pianoroll_2bar_conv_global",
+            description="2-bar piano rolls, convolutional VAE over time, pitch rows as channels, "
+            "one z for the window",
             data=_PIANOROLL_2BAR,
             model=RollModelConfig(conv_dims=1, conv_channels=(256, 256, 256)),
             train=_ROLL_TRAIN,
@@ -722,6 +757,22 @@ CONFIGS.update(
             description="2-bar piano rolls over two octaves, convolutional VAE, tiny, for tests",
             data=_TINY_ROLL,
             model=RollModelConfig(**_TINY_CONV_ROLL),
+            train=_TINY_ROLL_TRAIN,
+        ),
+        "pianoroll_2bar_conv1d_tiny": Config(
+            name="pianoroll_2bar_conv1d_tiny",
+            description="2-bar piano rolls over two octaves, conv over time with z per beat, "
+            "causal context and fitted prior, tiny, for tests",
+            data=_TINY_ROLL,
+            model=RollModelConfig(
+                conv_dims=1,
+                conv_channels=(16, 16),
+                hidden_size=16,
+                z_size=16,
+                local_latent=True,
+                context_steps=2,
+                prior="fitted",
+            ),
             train=_TINY_ROLL_TRAIN,
         ),
         "pianoroll_2bar_rnn_tiny": Config(

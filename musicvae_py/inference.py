@@ -113,10 +113,18 @@ class TrainedModel:
         return self.model.generate(z, temperature, _generator(seed)).numpy()
 
     def sample(self, n: int, temperature: float = 0.5, seed: int | None = None) -> np.ndarray:
-        """n windows decoded from z ~ N(0, I): int64 [n, *window_shape]."""
+        """n windows decoded from z drawn from the prior (`prior_sample`): int64
+        [n, *window_shape]."""
         generator = _generator(seed)
-        z = torch.randn(n, self.z_size, generator=generator)
+        z = self.prior_sample(n, generator)
         return self.decode(z.numpy(), temperature, None if seed is None else seed + 1)
+
+    def prior_sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n latents float [n, z_size] from the model's prior: N(0, I), or for a roll model
+        with a fitted prior the Gaussian of its training latents."""
+        eps = torch.randn(n, self.z_size, generator=generator)
+        to_prior = getattr(self.model, "from_standard_normal", None)
+        return eps if to_prior is None else to_prior(eps)
 
     def _as_batch(self, windows: np.ndarray) -> np.ndarray:
         """One window [*window_shape] or several [n, *window_shape] -> [n, *window_shape]."""
@@ -148,7 +156,7 @@ class TrainedModel:
         bars_per_anchor: int = 8,
     ) -> np.ndarray:
         """A piece of `bars` 4/4 bars, longer than a window: a smooth path through latent
-        anchors (float [k, z_size], default one z ~ N(0, I) every `bars_per_anchor` bars),
+        anchors (float [k, z_size], default one z from the prior every `bars_per_anchor` bars),
         one window decoded per point and the windows joined by `walk`. Returns
         [bars * 16(, streams)] tokens."""
         steps = bars * 16
@@ -156,7 +164,7 @@ class TrainedModel:
         generator = _generator(seed)
         if anchors is None:
             count = max(2, -(-bars // bars_per_anchor) + 1)
-            anchors = torch.randn(count, self.z_size, generator=generator).numpy()
+            anchors = self.prior_sample(count, generator).numpy()
         if len(anchors) == 1:
             anchors = np.concatenate([anchors, anchors])
         points = _resample_path(torch.as_tensor(anchors, dtype=torch.float32), segments)

@@ -29,6 +29,7 @@ from musicvae_py.converters.pianoroll import (
 from musicvae_py.data.prepare import convert_file, prepare_dataset
 from musicvae_py.errors import ConfigError, ExtractionError
 from musicvae_py.inference import TrainedModel
+from musicvae_py.models import roll_vae
 from musicvae_py.models.core import LN2, reparameterize
 from musicvae_py.models.registry import build_model
 from musicvae_py.models.roll_vae import (
@@ -44,7 +45,12 @@ from tests.conftest import overfit, run, write_score
 
 CONV = get_config("pianoroll_2bar_conv_tiny")
 RNN = get_config("pianoroll_2bar_rnn_tiny")
+CONV1D = get_config("pianoroll_2bar_conv1d_tiny")  # the bundled model's form
 MULTI = get_config("multitrack_1bar_conv_tiny")
+# z kept at each of the 8 positions left by two stride-2 convolutions over 32 steps
+LOCAL = CONV.replace(
+    model={"conv_dims": 1, "local_latent": True, "conv_channels": (16, 16), "z_size": 16}
+)
 ROLL = CONV.data  # pitches 48-71, 2-bar windows, 1-bar hop
 
 # 4 bars: a chord, a repeated note, a note held across the bar-2 line, and an arpeggio
@@ -210,13 +216,23 @@ def test_transposition_stays_in_range_and_leaves_drums():
     [
         CONV,
         CONV.replace(model={"conv_dims": 1}),
+        LOCAL,
         RNN,
         MULTI,
         MULTI.replace(model={"conv_dims": 1}),
         CONV.replace(data={"velocity": True}),
         RNN.replace(data={"velocity": True}),
     ],
-    ids=["conv2d", "conv1d", "rnn", "multi2d", "multi1d", "conv-velocity", "rnn-velocity"],
+    ids=[
+        "conv2d",
+        "conv1d",
+        "conv1d-local",
+        "rnn",
+        "multi2d",
+        "multi1d",
+        "conv-velocity",
+        "rnn-velocity",
+    ],
 )
 def test_shapes_of_both_families(config):
     torch.manual_seed(0)
@@ -225,10 +241,11 @@ def test_shapes_of_both_families(config):
     shape = config.data.window_shape
     rolls = torch.randint(0, 2, (3, *shape))
     mu, sigma = model.encode(rolls)
-    assert mu.shape == sigma.shape == (3, 8)
+    z_size = config.model.z_size
+    assert mu.shape == sigma.shape == (3, z_size)
     x = roll_inputs(rolls)
     assert model.decode_logits(mu, x).shape == (3, *shape)
-    drawn = model.generate(torch.randn(3, 8), 1.0, torch.Generator().manual_seed(1))
+    drawn = model.generate(torch.randn(3, z_size), 1.0, torch.Generator().manual_seed(1))
     assert drawn.shape == (3, *shape) and drawn.dtype == torch.long
     assert drawn[..., :2].max() <= 1
     if config.data.velocity:
@@ -236,6 +253,80 @@ def test_shapes_of_both_families(config):
         assert torch.equal(drawn[..., VELOCITY] > 0, drawn[..., ONSET] > 0)
     first = rolls[:, -1].reshape(3, -1)  # what a joined walk hands on: the last frame
     assert model.generate(mu, 0.0, first_tokens=first).shape == (3, *shape)
+
+
+def test_local_latent_describes_its_own_stretch_of_the_window():
+    torch.manual_seed(0)
+    model = build_model(LOCAL).eval()
+    rolls = handful_of_rolls(LOCAL.data)
+    mu, _ = model.encode(rolls)
+    changed = rolls.clone()
+    changed[:, 28:] = 0  # silence the last 4 of 32 steps
+    mu_changed, _ = model.encode(changed)
+    # z is position-major, 2 of 16 dimensions per 4-step stretch; the receptive field of two
+    # kernel-3 stride-2 convolutions reaches one stretch back
+    moved = (mu_changed - mu).abs().amax(dim=0)
+    assert torch.all(moved[:12] == 0) and torch.all(moved[14:] > 0)
+    with torch.no_grad():
+        before = model.decode_logits(mu)
+        after = model.decode_logits(torch.cat([mu[:, :14], mu[:, 14:] + 3.0], dim=1))
+    steps_moved = (after - before).abs().flatten(2).amax(dim=(0, 2))
+    assert torch.all(steps_moved[:24] == 0) and torch.all(steps_moved[28:] > 0)
+    with pytest.raises(ConfigError, match="does not split evenly over the 8 positions"):
+        build_model(LOCAL.replace(model={"z_size": 12}))
+
+
+@pytest.mark.parametrize("velocity", [False, True], ids=["plain", "velocity"])
+def test_causal_context_reads_only_the_frames_before(velocity):
+    config = CONV.replace(model={"conv_dims": 1, "context_steps": 3}, data={"velocity": velocity})
+    torch.manual_seed(0)
+    model = build_model(config).eval()
+    assert model.teacher_forced
+    with torch.no_grad():
+        for p in model.context.parameters():  # trained weights are not zero
+            p.normal_(0.0, 0.3)
+        z = torch.randn(3, 8)
+        g = torch.Generator().manual_seed(2)
+        cells, logits = model.decode(z, 1.0, g)
+        # fed the frames it drew, teacher forcing gives the logits it drew them from
+        forced = model.decode_logits(z, roll_inputs(cells))
+        assert torch.allclose(forced, logits, atol=1e-5)
+        # a frame changes the logits of the 3 frames after it and of no other
+        changed = cells.clone()
+        changed[:, 10, :, :2] = 1 - changed[:, 10, :, :2]
+        moved = (model.decode_logits(z, roll_inputs(changed)) - forced).abs()
+        moved = moved.flatten(2).amax(dim=(0, 2))
+        assert torch.all(moved[:11] == 0) and torch.all(moved[11:14] > 0)
+        assert torch.all(moved[14:] == 0)
+        # the frame a joined walk hands on stands before the first
+        first = cells[:, -1].reshape(3, -1)
+        _, joined = model.decode(z, 0.0, first_frame=first)
+        _, alone = model.decode(z, 0.0)
+        assert not torch.allclose(joined[:, 0], alone[:, 0])
+
+
+def test_fitted_prior_is_the_gaussian_of_the_training_latents(monkeypatch):
+    config = CONV.replace(model={"prior": "fitted"})
+    torch.manual_seed(0)
+    model = build_model(config)
+    eps = torch.randn(5, 8)
+    assert torch.allclose(model.from_standard_normal(eps), eps, atol=1e-5)  # N(0, I) at first
+    monkeypatch.setattr(roll_vae, "PRIOR_MOMENTUM", 1.0)  # keep only the last batch's moments
+    rolls = torch.randint(0, 2, (512, *config.data.window_shape))
+    torch.manual_seed(3)
+    model.training_loss(rolls, step=0)
+    torch.manual_seed(3)
+    with torch.no_grad():
+        z = reparameterize(*model.encode(rolls))
+        drawn = model.from_standard_normal(torch.randn(40000, 8))
+    assert torch.allclose(model.prior_mean, z.mean(dim=0), atol=1e-5)
+    assert torch.allclose(drawn.mean(dim=0), z.mean(dim=0), atol=0.02)
+    target = torch.cov(z.T, correction=0)
+    assert not torch.allclose(target, torch.eye(8), atol=0.1)
+    assert torch.allclose(torch.cov(drawn.T), target, atol=0.02 * target.diag().max().item())
+    assert torch.equal(build_model(CONV).from_standard_normal(eps), eps)
+    with pytest.raises(ConfigError, match="prior must be standard or fitted"):
+        build_model(CONV.replace(model={"prior": "learnt"}))
 
 
 def test_loss_terms_match_hand_computed_values():
@@ -294,7 +385,7 @@ def handful_of_rolls(cfg) -> torch.Tensor:
     return rolls
 
 
-@pytest.mark.parametrize("config", [CONV, RNN], ids=["conv", "rnn"])
+@pytest.mark.parametrize("config", [CONV, LOCAL, RNN], ids=["conv", "conv-local", "rnn"])
 def test_tiny_model_overfits_a_handful_of_rolls(config):
     torch.manual_seed(0)
     model = build_model(config)
@@ -333,7 +424,7 @@ def corpus(tmp_path_factory):
         "--valid-fraction", "0.3", "--workers", "1",
     )  # fmt: skip
     runs = {}
-    for config in (CONV, RNN):
+    for config in (CONV, CONV1D, RNN):
         runs[config.name] = root / config.name
         run(
             "train", "--config", config.name, "--data", root / "ds", "--out", runs[config.name],
@@ -353,7 +444,7 @@ def test_prepare_reports_rolls(corpus):
     assert stored.dtype == np.uint8 and stored.shape[1:] == (32, 24, 2)
 
 
-@pytest.mark.parametrize("name", [CONV.name, RNN.name])
+@pytest.mark.parametrize("name", [CONV.name, CONV1D.name, RNN.name])
 def test_every_command_end_to_end(corpus, tmp_path, name):
     model, ds = corpus["runs"][name], corpus["ds"]
     metrics = json.loads(run("evaluate", "--model", model, "--data", ds, "--json").output)
@@ -377,10 +468,25 @@ def test_every_command_end_to_end(corpus, tmp_path, name):
 
     run("reconstruct", corpus["one"], "--model", model, "--out", tmp_path / "r.mid", "-t", "0")
     assert (tmp_path / "r.mid").is_file()
+    z_size = get_config(name).model.z_size
     record = json.loads(run("encode", corpus["one"], "--model", model).output)
-    assert len(record["mu"]) == 8
+    assert len(record["mu"]) == z_size
     run("encode", corpus["one"], "--model", model, "--out", tmp_path / "z.npy")
-    assert np.load(tmp_path / "z.npy").shape == (3, 8)
+    assert np.load(tmp_path / "z.npy").shape == (3, z_size)
+
+
+def test_export_keeps_the_fitted_prior_exact(corpus, tmp_path):
+    from safetensors.torch import load_file
+
+    run_dir = corpus["runs"][CONV1D.name]
+    run("export", run_dir, tmp_path / "m", "--half")
+    weights = load_file(str(tmp_path / "m" / "model.safetensors"))
+    assert weights["prior_moment"].dtype == torch.float32
+    assert weights["context.out.weight"].dtype == torch.float16
+    trained, exported = TrainedModel.load(run_dir), TrainedModel.load(tmp_path / "m")
+    assert not torch.equal(trained.model.prior_mean, torch.zeros(16))  # moved in training
+    drawn = [m.prior_sample(4, torch.Generator().manual_seed(0)) for m in (trained, exported)]
+    assert torch.equal(*drawn)
 
 
 def test_reconstruction_of_a_trained_model_matches_its_input(corpus):
@@ -423,7 +529,8 @@ def test_multitrack_commands_write_a_track_per_family(tmp_path):
 
 
 def test_configs_are_registered_and_round_trip():
-    for name in ("pianoroll_2bar_conv", "pianoroll_2bar_rnn", "multitrack_1bar_conv",
+    for name in ("pianoroll_2bar_conv", "pianoroll_2bar_conv_context",
+                 "pianoroll_2bar_conv_global", "pianoroll_2bar_rnn", "multitrack_1bar_conv",
                  "multitrack_4bar_conv"):  # fmt: skip
         config = get_config(name)
         assert Config.from_dict(json.loads(json.dumps(config.to_dict()))) == config

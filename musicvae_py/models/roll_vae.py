@@ -8,7 +8,11 @@ velocity cell predicts velocity / 127 as sigmoid(logit), learnt at the true onse
 `ConvRollVAE`: stride-2 convolutions over pitch x time (channel groups and planes as channels)
 or over time (every row and plane a channel), a dense layer, the Gaussian posterior; the
 decoder maps z through dense layers to the smallest feature map and transposed convolutions
-back to the window, all cells at once.
+back to the window, all cells at once. With a local latent the dense layers go: z is a
+Gaussian at every position of the smallest feature map (for 2 bars over time, one per beat),
+and the decoder maps each position's part of z back to its own position. With a causal
+context, a convolution over the frames before each frame adds to that frame's logits, so the
+decoder is autoregressive over frames (teacher-forced in training, frame by frame in sampling).
 
 `RecurrentRollVAE`: a bidirectional LSTM over frames (a step's rows x planes, flattened) and
 an autoregressive LSTM over frames that reads the previous frame and z, with one Bernoulli per
@@ -43,6 +47,7 @@ from musicvae_py.models.core import (
 from musicvae_py.models.lstm import BidirectionalLstmEncoder, LstmDecoder
 
 OUTPUT_BIAS = -4.0  # initial output logit: a cell is rarely on (about 2% at this bias)
+PRIOR_MOMENTUM = 0.002  # weight of each training batch in the fitted prior's running moments
 MAX_VELOCITY = 127.0
 
 
@@ -127,6 +132,13 @@ class _RollVAE(nn.Module):
         self.data = config.data
         if self.data.kind not in ("pianoroll", "multitrack"):
             raise ConfigError(f"config {config.name}: roll models need piano-roll data")
+        prior = config.model.prior
+        if prior not in ("standard", "fitted"):
+            raise ConfigError(f"config {config.name}: prior must be standard or fitted")
+        if prior == "fitted":
+            # Running mean and second moment of the latents decoded in training.
+            self.register_buffer("prior_mean", torch.zeros(self.z_size))
+            self.register_buffer("prior_moment", torch.eye(self.z_size))
 
     @property
     def z_size(self) -> int:
@@ -135,6 +147,17 @@ class _RollVAE(nn.Module):
     def encode(self, rolls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows [batch, steps, rows, planes] -> posterior (mu, sigma), each [batch, z]."""
         return self.posterior(self.encoder(roll_inputs(rolls)))
+
+    def from_standard_normal(self, eps: torch.Tensor) -> torch.Tensor:
+        """Prior latents from standard-normal draws eps [n, z_size]: eps itself, or with the
+        fitted prior mean + L eps, L the Cholesky factor of the running covariance."""
+        if self.config.model.prior == "standard":
+            return eps
+        mean = self.prior_mean.double()
+        cov = self.prior_moment.double() - torch.outer(mean, mean)
+        jitter = 1e-6 * torch.eye(self.z_size, dtype=torch.float64)
+        scale = torch.linalg.cholesky(0.5 * (cov + cov.T) + jitter)
+        return (mean + eps.double() @ scale.T).to(eps.dtype)
 
     def generate(
         self,
@@ -169,7 +192,12 @@ class _RollVAE(nn.Module):
         t = self.config.train
         x = roll_inputs(rolls)
         mu, sigma = self.posterior(self.encoder(x))
-        logits = self.decode_logits(reparameterize(mu, sigma), x)
+        z = reparameterize(mu, sigma)
+        logits = self.decode_logits(z, x)
+        if self.config.model.prior == "fitted":
+            with torch.no_grad():
+                self.prior_mean.lerp_(z.mean(dim=0), PRIOR_MOMENTUM)
+                self.prior_moment.lerp_(z.T @ z / len(z), PRIOR_MOMENTUM)
         r_loss = roll_reconstruction_loss(logits, x)
         v_loss = velocity_loss(logits, x)
         kl = kl_to_standard_normal(mu, sigma)
@@ -275,13 +303,36 @@ class ConvRollVAE(_RollVAE):
             layers += [conv(width, channels, m.kernel_size, 2, m.kernel_size // 2), nn.ReLU()]
             width = channels
         flat = math.prod(self.smallest)
-        self.conv_encoder = nn.Sequential(
-            *layers,
-            nn.Flatten(),
-            nn.Linear(flat, m.hidden_size),
-            nn.ReLU(),
-        )
-        self.posterior = GaussianHead(m.hidden_size, m.z_size)
+        positions = flat // self.smallest[0]
+        if m.local_latent:
+            if m.z_size % positions:
+                raise ConfigError(
+                    f"config {config.name}: z_size {m.z_size} does not split evenly over the "
+                    f"{positions} positions of the smallest feature map"
+                )
+            self.conv_encoder = nn.Sequential(*layers)
+            self.posterior = PositionwiseGaussian(self.smallest[0], m.z_size // positions)
+            z_in: list[nn.Module] = [
+                nn.Unflatten(1, (positions, m.z_size // positions)),
+                nn.Linear(m.z_size // positions, self.smallest[0]),
+                nn.ReLU(),
+                _ChannelsFirst(self.smallest[1:]),
+            ]
+        else:
+            self.conv_encoder = nn.Sequential(
+                *layers,
+                nn.Flatten(),
+                nn.Linear(flat, m.hidden_size),
+                nn.ReLU(),
+            )
+            self.posterior = GaussianHead(m.hidden_size, m.z_size)
+            z_in = [
+                nn.Linear(m.z_size, m.hidden_size),
+                nn.ReLU(),
+                nn.Linear(m.hidden_size, flat),
+                nn.ReLU(),
+                nn.Unflatten(1, self.smallest),
+            ]
 
         deconv = nn.ConvTranspose2d if m.conv_dims == 2 else nn.ConvTranspose1d
         sizes = [*reversed(m.conv_channels), in_channels]
@@ -292,17 +343,15 @@ class ConvRollVAE(_RollVAE):
             if i < len(sizes) - 2:
                 ups.append(nn.ReLU())
         nn.init.constant_(ups[-1].bias, OUTPUT_BIAS)
-        self.decoder = nn.Sequential(
-            nn.Linear(m.z_size, m.hidden_size),
-            nn.ReLU(),
-            nn.Linear(m.hidden_size, flat),
-            nn.ReLU(),
-            nn.Unflatten(1, self.smallest),
-            *ups,
-        )
+        self.decoder = nn.Sequential(*z_in, *ups)
+        self.context: CausalContext | None = None
+        if m.context_steps > 0:
+            self.context = CausalContext(d.rows * d.planes, m.context_steps, m.hidden_size)
+            self.teacher_forced = True
 
     def encoder(self, x: torch.Tensor) -> torch.Tensor:
-        """float [batch, steps, rows, planes] -> [batch, hidden_size]."""
+        """float [batch, steps, rows, planes] -> [batch, hidden_size], or with a local latent
+        the smallest feature map [batch, channels, *positions]."""
         return self.conv_encoder(self._to_grid(x))
 
     def _to_grid(self, x: torch.Tensor) -> torch.Tensor:
@@ -336,8 +385,18 @@ class ConvRollVAE(_RollVAE):
         return torch.cat([grid[:, :, g, :rows] for g, rows in enumerate(d.group_rows)], dim=2)
 
     def decode_logits(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        """z [batch, z_size] -> logits [batch, steps, rows, planes]; x is not read."""
-        return self._from_grid(self.decoder(z))
+        """z [batch, z_size] -> logits [batch, steps, rows, planes]. With a causal context,
+        every frame's logits also read the `context_steps` true frames of x (float, the same
+        shape) before it, zeros before the first (teacher forcing); otherwise x is not read."""
+        logits = self._from_grid(self.decoder(z))
+        if self.context is None:
+            return logits
+        if x is None:
+            raise ValueError("a decoder with a causal context needs the true windows")
+        frames = x.flatten(2).transpose(1, 2)  # [batch, rows * planes, steps]
+        before = F.pad(frames, (self.context.steps, 0))[..., :-1]
+        flat = logits.flatten(2).transpose(1, 2)
+        return self.context(before, flat).transpose(1, 2).reshape(logits.shape)
 
     def decode(
         self,
@@ -346,9 +405,27 @@ class ConvRollVAE(_RollVAE):
         generator: torch.Generator | None = None,
         first_frame: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cells long and logits float, each [batch, steps, rows, planes]: all at once."""
-        logits = self.decode_logits(z)
-        return draw_cells(logits, temperature, generator), logits
+        """Cells long and logits float, each [batch, steps, rows, planes]: all at once, or
+        with a causal context frame by frame, each drawn frame read by the ones after it
+        (`first_frame`, int [batch, rows * planes] as stored, stands before the first)."""
+        logits = self._from_grid(self.decoder(z))
+        if self.context is None:
+            return draw_cells(logits, temperature, generator), logits
+        batch, steps, rows, planes = logits.shape
+        history = logits.new_zeros(batch, rows * planes, self.context.steps)
+        if first_frame is not None:
+            stored = first_frame.reshape(batch, 1, rows, planes)
+            history[..., -1] = roll_inputs(stored).reshape(batch, -1)
+        all_cells, all_logits = [], []
+        for t in range(steps):
+            step_logits = self.context(history, logits[:, t].reshape(batch, -1, 1))
+            step_logits = step_logits.reshape(batch, rows, planes)
+            cells = draw_cells(step_logits, temperature, generator)
+            frame = roll_inputs(cells).reshape(batch, -1, 1)
+            history = torch.cat([history[..., 1:], frame], dim=-1)
+            all_cells.append(cells)
+            all_logits.append(step_logits)
+        return torch.stack(all_cells, dim=1), torch.stack(all_logits, dim=1)
 
 
 class RecurrentRollVAE(_RollVAE):
@@ -405,6 +482,52 @@ class RecurrentRollVAE(_RollVAE):
             all_logits.append(logits)
             frame = roll_inputs(cells).reshape(batch, 1, self.frame_size)
         return torch.cat(all_cells, dim=1), torch.cat(all_logits, dim=1)
+
+
+class CausalContext(nn.Module):
+    """Logits of a frame from the all-at-once decoder's logits for it and the `steps` frames
+    before it: logits + W2 relu(conv(frames before) + W1 logits), with W2 zero at the start.
+
+    frames_before float [batch, frame, k + steps - 1] (the frames before each of k frames),
+    logits [batch, frame, k] -> [batch, frame, k]."""
+
+    def __init__(self, frame: int, steps: int, hidden: int):
+        super().__init__()
+        self.steps = steps
+        self.frames_in = nn.Conv1d(frame, hidden, steps)
+        self.logits_in = nn.Conv1d(frame, hidden, 1, bias=False)
+        self.out = nn.Conv1d(hidden, frame, 1)
+        nn.init.zeros_(self.out.weight)  # start as the all-at-once decoder
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, frames_before: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        hidden = F.relu(self.frames_in(frames_before) + self.logits_in(logits))
+        return logits + self.out(hidden)
+
+
+class PositionwiseGaussian(nn.Module):
+    """A Gaussian posterior at every position of a feature map, flattened into one z:
+    [batch, channels, *positions] -> (mu, sigma), each [batch, positions * z_per_position],
+    position-major."""
+
+    def __init__(self, channels: int, z_per_position: int):
+        super().__init__()
+        self.head = GaussianHead(channels, z_per_position)
+
+    def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, sigma = self.head(h.flatten(2).transpose(1, 2))
+        return mu.flatten(1), sigma.flatten(1)
+
+
+class _ChannelsFirst(nn.Module):
+    """[batch, positions, channels] -> [batch, channels, *shape] (positions = prod(shape))."""
+
+    def __init__(self, shape: tuple[int, ...]):
+        super().__init__()
+        self.shape = tuple(shape)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h.transpose(1, 2).reshape(len(h), -1, *self.shape)
 
 
 def _round_up(size: int, multiple: int) -> int:
