@@ -9,11 +9,12 @@ windows of a prepared piano-roll dataset:
 - onset precision, recall and F1 and frame F1 of reconstructions (the posterior mean decoded
   at temperature 0; the recurrent decoder reads its own frames), and the ELBO in nats per
   window, exactly as `musicvae evaluate` computes them;
-- for `--samples` windows sampled from the prior at temperature 1, the note density (notes per
-  4/4 bar) and the polyphony histogram (the share of steps with 0, 1, ..., 7 and 8 or more notes
-  sounding), both measured on the notes the converter writes to MIDI, against the same figures
-  of the held-out windows, with the ratio sample / data for the density and the mean polyphony
-  and the total-variation distance between the histograms.
+- for `--samples` windows sampled from the model's prior at temperature 1, the note density
+  (notes per 4/4 bar) and the polyphony histogram (the share of steps with 0, 1, ..., 7 and 8
+  or more notes sounding), both measured on the notes the converter writes to MIDI, against
+  the same figures of the held-out windows, with the ratio sample / data for the density and
+  the mean polyphony and the total-variation distance between the histograms; for a model
+  with a fitted prior, also the two ratios of samples drawn from N(0, I).
 """
 
 import argparse
@@ -69,6 +70,15 @@ def figures(label: str, spec: str, dataset, args, data_stats: dict) -> dict:
         np.array(stats["polyphony_histogram"]),
         np.array(data_stats["polyphony_histogram"]),
     )
+    standard = {}
+    if getattr(model.config.model, "prior", "standard") != "standard":
+        z = torch.randn(args.samples, model.z_size, generator=torch.Generator().manual_seed(1))
+        drawn = roll_statistics(model.decode(z.numpy(), temperature=1.0, seed=args.seed))
+        standard = {
+            "standard_prior_density_ratio": drawn["notes_per_bar"] / data_stats["notes_per_bar"],
+            "standard_prior_polyphony_ratio": drawn["mean_polyphony"]
+            / data_stats["mean_polyphony"],
+        }
     return {
         "label": label,
         "model": spec,
@@ -81,6 +91,7 @@ def figures(label: str, spec: str, dataset, args, data_stats: dict) -> dict:
         "density_ratio": stats["notes_per_bar"] / data_stats["notes_per_bar"],
         "polyphony_ratio": stats["mean_polyphony"] / data_stats["mean_polyphony"],
         "polyphony_tv_distance": 0.5 * float(np.abs(hist_s - hist_d).sum()),
+        **standard,
     }
 
 
@@ -127,6 +138,13 @@ def print_table(rows: list[dict], data_stats: dict, windows: int, samples: int) 
             + [f"{r['sample']['polyphony_histogram'][k]:.3f}" for r in rows],
         )
     line("  histogram TV distance", ["0.000"] + [f"{r['polyphony_tv_distance']:.3f}" for r in rows])
+    for key, name in (("density", "notes per bar"), ("polyphony", "mean polyphony")):
+        key = f"standard_prior_{key}_ratio"
+        if any(key in r for r in rows):
+            line(
+                f"{name} ratio, z ~ N(0, I)",
+                ["1.00"] + [f"{r[key]:.2f}" if key in r else "-" for r in rows],
+            )
 
 
 def main() -> None:
