@@ -702,20 +702,6 @@ CONFIGS.update(
             # half the free bits: the codes stay nearer the prior that samples are drawn from
             train=dataclasses.replace(_ROLL_TRAIN, free_bits=1024.0, num_steps=30_000),
         ),
-        "pianoroll_2bar_conv_context": Config(
-            name="pianoroll_2bar_conv_context",
-            description="2-bar piano rolls, pianoroll_2bar_conv whose frames also read the 8 "
-            "frames before them",
-            data=_PIANOROLL_2BAR,
-            model=RollModelConfig(
-                conv_dims=1,
-                conv_channels=(256, 256),
-                local_latent=True,
-                context_steps=8,
-                prior="fitted",
-            ),
-            train=dataclasses.replace(_ROLL_TRAIN, free_bits=512.0, num_steps=30_000),
-        ),
         "pianoroll_2bar_conv_global": Config(
             name="pianoroll_2bar_conv_global",
             description="2-bar piano rolls, convolutional VAE over time, pitch rows as channels, "

@@ -346,7 +346,7 @@ class ConvRollVAE(_RollVAE):
         self.decoder = nn.Sequential(*z_in, *ups)
         self.context: CausalContext | None = None
         if m.context_steps > 0:
-            self.context = CausalContext(d.rows * d.planes, m.context_steps, m.hidden_size)
+            self.context = CausalContext(d.rows, d.planes, m.context_steps, m.hidden_size)
             self.teacher_forced = True
 
     def encoder(self, x: torch.Tensor) -> torch.Tensor:
@@ -486,23 +486,33 @@ class RecurrentRollVAE(_RollVAE):
 
 class CausalContext(nn.Module):
     """Logits of a frame from the all-at-once decoder's logits for it and the `steps` frames
-    before it: logits + W2 relu(conv(frames before) + W1 logits), with W2 zero at the start.
+    before it. Only the sustain logits change, by W2 relu(conv(frames before) + W1 logits)
+    (W2 zero at the start): where notes start stays z's to say, how long they are held also
+    reads what was drawn.
 
-    frames_before float [batch, frame, k + steps - 1] (the frames before each of k frames),
-    logits [batch, frame, k] -> [batch, frame, k]."""
+    frames_before float [batch, rows * planes, k + steps - 1] (the frames before each of k
+    frames), logits [batch, rows * planes, k] -> [batch, rows * planes, k]."""
 
-    def __init__(self, frame: int, steps: int, hidden: int):
+    def __init__(self, rows: int, planes: int, steps: int, hidden: int):
         super().__init__()
         self.steps = steps
+        frame = rows * planes
         self.frames_in = nn.Conv1d(frame, hidden, steps)
         self.logits_in = nn.Conv1d(frame, hidden, 1, bias=False)
-        self.out = nn.Conv1d(hidden, frame, 1)
+        self.out = nn.Conv1d(hidden, rows, 1)
         nn.init.zeros_(self.out.weight)  # start as the all-at-once decoder
         nn.init.zeros_(self.out.bias)
+        self.planes = planes
 
     def forward(self, frames_before: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
         hidden = F.relu(self.frames_in(frames_before) + self.logits_in(logits))
-        return logits + self.out(hidden)
+        batch, _, k = logits.shape
+        cells = logits.reshape(batch, -1, self.planes, k)  # rows, then planes
+        sustain = cells[:, :, SUSTAIN] + self.out(hidden)
+        cells = torch.cat(
+            [cells[:, :, :SUSTAIN], sustain[:, :, None], cells[:, :, SUSTAIN + 1 :]], 2
+        )
+        return cells.reshape(logits.shape)
 
 
 class PositionwiseGaussian(nn.Module):
