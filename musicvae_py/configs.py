@@ -632,11 +632,12 @@ class RollModelConfig:
     channel (`conv_dims` 1); a dense layer of `hidden_size`; the decoder mirrors it with
     transposed convolutions. With `local_latent`, z keeps the positions of the smallest feature
     map instead (z_size / positions dimensions at each, no dense layer), so each part of z
-    describes its own stretch of the window. With `context_steps` > 0, each frame's logits also
-    read the frames drawn before it through a causal convolution, so sampling runs frame by
-    frame and a drawn note is held coherently. With `prior` "fitted", samples draw z from a
-    full-covariance Gaussian of the latents seen in training (running moments kept in the
-    weights) instead of N(0, I); training and the ELBO still use N(0, I). roll_rnn: a
+    describes its own stretch of the window. With `context_steps` > 0, each frame's sustain
+    logits also read the frames drawn before it through a causal convolution, so sampling runs
+    frame by frame and a drawn note's holding depends on what was drawn. With `prior`
+    "fitted", samples draw z from a full-covariance Gaussian of the latents seen in training
+    (running moments kept in the weights) instead of N(0, I); training and the ELBO still use
+    N(0, I). roll_rnn: a
     bidirectional LSTM over frames (`encoder_sizes` per direction) and an autoregressive LSTM
     over frames (`decoder_sizes`).
     """
@@ -648,7 +649,7 @@ class RollModelConfig:
     kernel_size: int = 3  # odd
     hidden_size: int = 512
     local_latent: bool = False  # roll_conv: z per position of the smallest feature map
-    context_steps: int = 0  # roll_conv: frames before each frame its logits read (0: none)
+    context_steps: int = 0  # roll_conv: frames before each frame its sustain reads (0: none)
     prior: str = "standard"  # what samples draw z from: standard N(0, I) | fitted
     encoder_sizes: tuple[int, ...] = (256,)
     decoder_sizes: tuple[int, ...] = (512,)

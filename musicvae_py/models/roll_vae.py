@@ -11,8 +11,9 @@ decoder maps z through dense layers to the smallest feature map and transposed c
 back to the window, all cells at once. With a local latent the dense layers go: z is a
 Gaussian at every position of the smallest feature map (for 2 bars over time, one per beat),
 and the decoder maps each position's part of z back to its own position. With a causal
-context, a convolution over the frames before each frame adds to that frame's logits, so the
-decoder is autoregressive over frames (teacher-forced in training, frame by frame in sampling).
+context, a convolution over the frames before each frame adds to that frame's sustain logits,
+so the decoder is autoregressive over frames (teacher-forced in training, frame by frame in
+sampling) while the onsets stay z's alone.
 
 `RecurrentRollVAE`: a bidirectional LSTM over frames (a step's rows x planes, flattened) and
 an autoregressive LSTM over frames that reads the previous frame and z, with one Bernoulli per
