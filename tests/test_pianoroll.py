@@ -45,7 +45,7 @@ from tests.conftest import overfit, run, write_score
 
 CONV = get_config("pianoroll_2bar_conv_tiny")
 RNN = get_config("pianoroll_2bar_rnn_tiny")
-CONV1D = get_config("pianoroll_2bar_conv1d_tiny")  # the bundled model's form
+CONV1D = get_config("pianoroll_2bar_conv1d_tiny")  # the bundled form, plus a causal context
 MULTI = get_config("multitrack_1bar_conv_tiny")
 # z kept at each of the 8 positions left by two stride-2 convolutions over 32 steps
 LOCAL = CONV.replace(
