@@ -637,7 +637,11 @@ class RollModelConfig:
     frame by frame and a drawn note's holding depends on what was drawn. With `prior`
     "fitted", samples draw z from a full-covariance Gaussian of the latents seen in training
     (running moments kept in the weights) instead of N(0, I); training and the ELBO still use
-    N(0, I). roll_rnn: a
+    N(0, I). With `duration_features` > 0 the decoder has no sustain cells: each cell where a
+    note starts gives that many features to a small network with a categorical over the note's
+    length, so a note is drawn whole instead of held step by step; in training those features
+    come from z plus N(0, `duration_noise`^2 I) noise, so the lengths stay right for latents
+    away from the training ones. roll_rnn: a
     bidirectional LSTM over frames (`encoder_sizes` per direction) and an autoregressive LSTM
     over frames (`decoder_sizes`).
     """
@@ -650,6 +654,8 @@ class RollModelConfig:
     hidden_size: int = 512
     local_latent: bool = False  # roll_conv: z per position of the smallest feature map
     context_steps: int = 0  # roll_conv: frames before each frame its sustain reads (0: none)
+    duration_features: int = 0  # roll_conv: > 0 draws each note's length once (see above)
+    duration_noise: float = 0.0  # std of the noise on z for the durations learnt in training
     prior: str = "standard"  # what samples draw z from: standard N(0, I) | fitted
     encoder_sizes: tuple[int, ...] = (256,)
     decoder_sizes: tuple[int, ...] = (512,)
@@ -698,10 +704,15 @@ CONFIGS.update(
             "z kept per beat (8 x 64)",
             data=_PIANOROLL_2BAR,
             model=RollModelConfig(
-                conv_dims=1, conv_channels=(256, 256), local_latent=True, prior="fitted"
+                conv_dims=1,
+                conv_channels=(256, 256),
+                local_latent=True,
+                duration_features=8,
+                duration_noise=1.0,
+                prior="fitted",
             ),
-            # half the free bits: the codes stay nearer the prior that samples are drawn from
-            train=dataclasses.replace(_ROLL_TRAIN, free_bits=1024.0, num_steps=30_000),
+            # a quarter of the free bits: the codes stay nearer the prior samples are drawn from
+            train=dataclasses.replace(_ROLL_TRAIN, free_bits=512.0, num_steps=20_000),
         ),
         "pianoroll_2bar_conv_global": Config(
             name="pianoroll_2bar_conv_global",
@@ -749,7 +760,7 @@ CONFIGS.update(
         "pianoroll_2bar_conv1d_tiny": Config(
             name="pianoroll_2bar_conv1d_tiny",
             description="2-bar piano rolls over two octaves, conv over time with z per beat, "
-            "causal context and fitted prior, tiny, for tests",
+            "note durations and fitted prior, tiny, for tests",
             data=_TINY_ROLL,
             model=RollModelConfig(
                 conv_dims=1,
@@ -757,7 +768,8 @@ CONFIGS.update(
                 hidden_size=16,
                 z_size=16,
                 local_latent=True,
-                context_steps=2,
+                duration_features=4,
+                duration_noise=1.0,
                 prior="fitted",
             ),
             train=_TINY_ROLL_TRAIN,

@@ -36,6 +36,8 @@ from musicvae_py.models.roll_vae import (
     ConvRollVAE,
     RecurrentRollVAE,
     draw_cells,
+    note_starts,
+    paint_sustain,
     roll_inputs,
     roll_reconstruction_loss,
     velocity_loss,
@@ -45,12 +47,14 @@ from tests.conftest import overfit, run, write_score
 
 CONV = get_config("pianoroll_2bar_conv_tiny")
 RNN = get_config("pianoroll_2bar_rnn_tiny")
-CONV1D = get_config("pianoroll_2bar_conv1d_tiny")  # the bundled form, plus a causal context
+CONV1D = get_config("pianoroll_2bar_conv1d_tiny")  # the bundled form
 MULTI = get_config("multitrack_1bar_conv_tiny")
 # z kept at each of the 8 positions left by two stride-2 convolutions over 32 steps
 LOCAL = CONV.replace(
     model={"conv_dims": 1, "local_latent": True, "conv_channels": (16, 16), "z_size": 16}
 )
+# each note's length drawn once from 4 duration features at the cell where it starts
+DURATIONS = LOCAL.replace(model={"duration_features": 4})
 ROLL = CONV.data  # pitches 48-71, 2-bar windows, 1-bar hop
 
 # 4 bars: a chord, a repeated note, a note held across the bar-2 line, and an arpeggio
@@ -222,6 +226,8 @@ def test_transposition_stays_in_range_and_leaves_drums():
         MULTI.replace(model={"conv_dims": 1}),
         CONV.replace(data={"velocity": True}),
         RNN.replace(data={"velocity": True}),
+        DURATIONS,
+        MULTI.replace(model={"duration_features": 3}, data={"velocity": True}),
     ],
     ids=[
         "conv2d",
@@ -232,6 +238,8 @@ def test_transposition_stays_in_range_and_leaves_drums():
         "multi1d",
         "conv-velocity",
         "rnn-velocity",
+        "durations",
+        "multi2d-durations-velocity",
     ],
 )
 def test_shapes_of_both_families(config):
@@ -244,7 +252,8 @@ def test_shapes_of_both_families(config):
     z_size = config.model.z_size
     assert mu.shape == sigma.shape == (3, z_size)
     x = roll_inputs(rolls)
-    assert model.decode_logits(mu, x).shape == (3, *shape)
+    planes = shape[-1] + config.model.duration_features
+    assert model.decode_logits(mu, x).shape == (3, *shape[:-1], planes)
     drawn = model.generate(torch.randn(3, z_size), 1.0, torch.Generator().manual_seed(1))
     assert drawn.shape == (3, *shape) and drawn.dtype == torch.long
     assert drawn[..., :2].max() <= 1
@@ -367,6 +376,71 @@ def test_loss_terms_match_hand_computed_values():
     assert scalars["kl_bits"] == pytest.approx((kl.mean() / LN2).item(), rel=1e-5)
 
 
+def test_note_starts_and_painted_sustain_invert_each_other(tmp_path):
+    path = write_score(tmp_path / "a.mid", [{"notes": NOTES}])
+    windows = torch.from_numpy(extract_roll_windows(read_midi(path), ROLL).windows).long()
+    starts, durations = note_starts(roll_inputs(windows))
+    first = windows[0]  # the chord, the repeated note cut by its second onset, a held note
+    assert durations[0][starts[0]].tolist() == [8, 8, 8, 4, 4, 8]
+    assert starts[2, 0].nonzero()[:, 0].tolist() == [64 - 48]  # held from before the window
+    assert durations[2, 0, 64 - 48] == 8
+    assert torch.equal(paint_sustain(starts, durations), windows[..., SUSTAIN])
+    assert torch.equal(first[..., ONSET] > 0, starts[0] & (first[..., ONSET] > 0))
+
+
+def test_note_duration_loss_and_draws_by_hand():
+    torch.manual_seed(0)
+    model = build_model(DURATIONS.replace(data={"window_steps": 4}, model={"z_size": 8}))
+    head = model.durations.net[-1]
+    torch.nn.init.zeros_(head.weight)
+    torch.nn.init.zeros_(head.bias)  # every possible length equally likely
+    x = torch.zeros(1, 4, 24, 2)
+    x[0, 0:2, 5] = torch.tensor([[1.0, 1.0], [0.0, 1.0]])  # a 2-step note at step 0
+    x[0, 2, 5] = torch.tensor([1.0, 1.0])  # a 1-step note at step 2
+    x[0, 0, 9, SUSTAIN] = 1.0  # held from before the window for 1 step
+    logits = torch.zeros(1, 4, 24, 2 + 4)
+    # ln 2 for every first-step held cell and every onset cell but the two under a sounding
+    # note (row 5 at step 1, row 9 at step 0); lengths 1-4 at step 0, 1-2 at step 2
+    expected = (24 + 4 * 24 - 2) * LN2 + math.log(4) + math.log(2) + math.log(4)
+    assert model.reconstruction_loss(logits, x).item() == pytest.approx(expected, rel=1e-5)
+
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([0.0, 0.0, 3.0, 0.0]))  # 3 steps most likely
+    logits = torch.full((3000, 4, 24, 6), -30.0)
+    logits[:, 0, 2, ONSET] = 30.0  # a note starts at step 0 of row 2 in every window
+    cells = model.draw(logits, 0.0)
+    assert cells[0, :, 2, SUSTAIN].tolist() == [1, 1, 1, 0]
+    logits[:, 2, 2, ONSET] = 30.0  # no onset while the row's note sounds
+    assert roll_to_notes(model.draw(logits, 0.0)[0].numpy()) == [(2, 0, 3, 0)]
+    logits[:, 3, 2, ONSET] = 30.0  # but as soon as it ends: 1 step left in the window
+    assert roll_to_notes(model.draw(logits, 0.0)[0].numpy()) == [(2, 0, 3, 0), (2, 3, 4, 0)]
+    logits[:, 3, 2, ONSET] = -30.0
+    logits[:, 2, 2, ONSET] = -30.0
+    lengths = model.draw(logits, 1.0, torch.Generator().manual_seed(0))[:, :, 2, SUSTAIN]
+    share = torch.bincount(lengths.sum(dim=1), minlength=5)[1:].float() / 3000
+    p = torch.softmax(torch.tensor([0.0, 0.0, 3.0, 0.0]), dim=0)
+    assert torch.allclose(share, p, atol=0.02), share
+
+
+def test_duration_noise_moves_only_the_duration_features_in_training():
+    torch.manual_seed(0)
+    model = build_model(DURATIONS.replace(model={"duration_noise": 1.0}))
+    z = torch.randn(3, model.z_size)
+    clean = model.decode_logits(z)
+    noisy = model.training_logits(z, roll_inputs(torch.zeros(3, *ROLL.window_shape)))
+    assert torch.equal(noisy[..., :2], clean[..., :2])
+    assert not torch.allclose(noisy[..., 2:], clean[..., 2:])
+    quiet = build_model(DURATIONS)
+    assert torch.equal(quiet.training_logits(z, None), quiet.decode_logits(z))
+
+
+def test_note_durations_refuse_what_they_cannot_combine_with():
+    with pytest.raises(ConfigError, match="do not combine"):
+        build_model(DURATIONS.replace(model={"context_steps": 2}))
+    with pytest.raises(ConfigError, match="for roll_conv models"):
+        build_model(RNN.replace(model={"duration_features": 4}))
+
+
 def test_temperature_draws_bernoulli_and_zero_thresholds():
     logits = torch.full((20000, 2), math.log(0.3 / 0.7))
     assert draw_cells(logits, 0.0).sum() == 0
@@ -388,12 +462,16 @@ def handful_of_rolls(cfg) -> torch.Tensor:
     return rolls
 
 
-@pytest.mark.parametrize("config", [CONV, LOCAL, RNN], ids=["conv", "conv-local", "rnn"])
-def test_tiny_model_overfits_a_handful_of_rolls(config):
+@pytest.mark.parametrize(
+    "config, steps",
+    [(CONV, 300), (LOCAL, 300), (DURATIONS, 600), (RNN, 300)],
+    ids=["conv", "conv-local", "durations", "rnn"],
+)
+def test_tiny_model_overfits_a_handful_of_rolls(config, steps):
     torch.manual_seed(0)
     model = build_model(config)
     rolls = handful_of_rolls(config.data)
-    overfit(model, rolls, steps=300)
+    overfit(model, rolls, steps=steps)
     model.eval()
     metrics = model.summarize_evaluation(
         [model.evaluate_batch(rolls, torch.Generator().manual_seed(0))]
@@ -485,7 +563,7 @@ def test_export_keeps_the_fitted_prior_exact(corpus, tmp_path):
     run("export", run_dir, tmp_path / "m", "--half")
     weights = load_file(str(tmp_path / "m" / "model.safetensors"))
     assert weights["prior_moment"].dtype == torch.float32
-    assert weights["context.out.weight"].dtype == torch.float16
+    assert weights["durations.net.0.weight"].dtype == torch.float16
     trained, exported = TrainedModel.load(run_dir), TrainedModel.load(tmp_path / "m")
     assert not torch.equal(trained.model.prior_mean, torch.zeros(16))  # moved in training
     drawn = [m.prior_sample(4, torch.Generator().manual_seed(0)) for m in (trained, exported)]

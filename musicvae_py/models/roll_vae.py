@@ -15,6 +15,14 @@ context, a convolution over the frames before each frame adds to that frame's su
 so the decoder is autoregressive over frames (teacher-forced in training, frame by frame in
 sampling) while the onsets stay z's alone.
 
+With note durations the convolutional decoder has no sustain cells: every cell has an onset
+logit and a few duration features, and a small network (`DurationHead`) turns the features of
+the cell where a note starts into a categorical distribution over how many steps it lasts (at
+most to the window's end). The first step also has a logit per row for a note held from before
+the window. Along each row, a note is drawn whole: it starts, draws its length once, and the row
+takes no onset until it ends. Independent sustain cells, by contrast, break notes up wherever z
+is uncertain.
+
 `RecurrentRollVAE`: a bidirectional LSTM over frames (a step's rows x planes, flattened) and
 an autoregressive LSTM over frames that reads the previous frame and z, with one Bernoulli per
 cell of each frame (multi-hot outputs).
@@ -23,8 +31,10 @@ Sampling at temperature T draws each cell from Bernoulli(sigmoid(logit / T)); T 
 cells whose probability is above 0.5.
 
 Loss, in nats per window: `r_loss` is the binary cross-entropy summed over all onset and
-sustain cells; with a velocity plane, the cross-entropy of the velocity cells against
-velocity / 127 at the true onsets is added to the training loss (but not to the ELBO);
+sustain cells (with note durations: over the first step's held-from-before cells and the onset
+cells where no note sounds, plus the cross-entropy of every note's length); with a velocity
+plane, the cross-entropy of the velocity cells against velocity / 127 at the true onsets is
+added to the training loss (but not to the ELBO);
 `loss = mean(r_loss + velocity loss) + beta * mean(max(KL - free_bits * ln 2, 0))`.
 """
 
@@ -78,6 +88,38 @@ def velocity_loss(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         logits[..., VELOCITY].float(), x[..., VELOCITY], reduction="none"
     )
     return (bce * x[..., ONSET]).flatten(1).sum(dim=1)
+
+
+def note_starts(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where notes start and how long they last, from windows float [batch, steps, rows,
+    planes]: starts bool [batch, steps, rows] (the onsets, and at the first step the sustain
+    cells without an onset: notes held from before) and durations long, the same shape (the
+    steps from a start through the sustain after it, up to the next onset of its row; 1 where
+    nothing starts). A note ends where the next one of its row starts, so no note ever sounds
+    at another's onset."""
+    onset, sustain = x[..., ONSET] > 0, x[..., SUSTAIN] > 0
+    held_on = (sustain & ~onset).long()  # steps that continue a note begun before them
+    durations = torch.ones_like(held_on)
+    run = torch.zeros_like(held_on[:, 0])  # held steps from step t + 1 on
+    for t in reversed(range(x.shape[1])):
+        durations[:, t] += run
+        run = held_on[:, t] * (run + 1)
+    starts = onset.clone()
+    starts[:, 0] |= sustain[:, 0]
+    return starts, durations
+
+
+def paint_sustain(starts: torch.Tensor, durations: torch.Tensor) -> torch.Tensor:
+    """The sustain plane long [batch, steps, rows] of notes starting at `starts` (bool) that last
+    `durations` steps (long), each cut at the next start of its row; the inverse of
+    `note_starts` for windows whose notes all sound at their onsets."""
+    sustain = torch.zeros_like(durations)
+    remaining = torch.zeros_like(durations[:, 0])
+    for t in range(durations.shape[1]):
+        remaining = torch.where(starts[:, t], durations[:, t], remaining)
+        sustain[:, t] = (remaining > 0).long()
+        remaining = (remaining - 1).clamp(min=0)
+    return sustain
 
 
 def draw_cells(
@@ -145,6 +187,21 @@ class _RollVAE(nn.Module):
     def z_size(self) -> int:
         return self.config.model.z_size
 
+    def reconstruction_loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Negative log-likelihood of the windows x given the decoder's logits, per window:
+        [batch, steps, rows, planes] -> [batch] nats."""
+        return roll_reconstruction_loss(logits, x)
+
+    def draw(
+        self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Windows long [batch, steps, rows, planes] drawn from the decoder's logits."""
+        return draw_cells(logits, temperature, generator)
+
+    def training_logits(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The logits the training loss reads: `decode_logits(z, x)`."""
+        return self.decode_logits(z, x)
+
     def encode(self, rolls: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Windows [batch, steps, rows, planes] -> posterior (mu, sigma), each [batch, z]."""
         return self.posterior(self.encoder(roll_inputs(rolls)))
@@ -194,18 +251,18 @@ class _RollVAE(nn.Module):
         x = roll_inputs(rolls)
         mu, sigma = self.posterior(self.encoder(x))
         z = reparameterize(mu, sigma)
-        logits = self.decode_logits(z, x)
+        logits = self.training_logits(z, x)
         if self.config.model.prior == "fitted":
             with torch.no_grad():
                 self.prior_mean.lerp_(z.mean(dim=0), PRIOR_MOMENTUM)
                 self.prior_moment.lerp_(z.T @ z / len(z), PRIOR_MOMENTUM)
-        r_loss = roll_reconstruction_loss(logits, x)
+        r_loss = self.reconstruction_loss(logits, x)
         v_loss = velocity_loss(logits, x)
         kl = kl_to_standard_normal(mu, sigma)
         beta = beta_at(step, t.max_beta, t.beta_rate)
         loss = (r_loss + v_loss).mean() + beta * free_bits_kl(kl, t.free_bits).mean()
         with torch.no_grad():
-            hits = (logits[..., :VELOCITY] > 0) == (x[..., :VELOCITY] > 0)
+            hits = (logits[..., ONSET] > 0) == (x[..., ONSET] > 0)
         return loss, {
             "loss": loss.item(),
             "r_loss": r_loss.mean().item(),
@@ -213,7 +270,7 @@ class _RollVAE(nn.Module):
             "kl_bits": (kl.mean() / LN2).item(),
             "beta": beta,
             "p_sample": 0.0,
-            "accuracy": hits.float().mean().item(),  # of all onset and sustain cells
+            "accuracy": hits.float().mean().item(),  # of all onset cells
         }
 
     @torch.no_grad()
@@ -227,7 +284,7 @@ class _RollVAE(nn.Module):
         x, target = roll_inputs(rolls), rolls.long()
         mu, sigma = self.posterior(self.encoder(x))
         z = mu + sigma * torch.randn(mu.shape, generator=generator)
-        r_loss = roll_reconstruction_loss(self.decode_logits(z, x), x)
+        r_loss = self.reconstruction_loss(self.decode_logits(z, x), x)
         cells, logits = self.decode(mu, 0.0, generator)
         sums = {
             "examples": len(x),
@@ -237,7 +294,7 @@ class _RollVAE(nn.Module):
             **cell_counts("frame", cells, target, SUSTAIN),
         }
         if self.teacher_forced:
-            forced = draw_cells(self.decode_logits(mu, x), 0.0)
+            forced = self.draw(self.decode_logits(mu, x), 0.0)
             sums.update(cell_counts("teacher_forced_onset", forced, target, ONSET))
             sums.update(cell_counts("teacher_forced_frame", forced, target, SUSTAIN))
         if self.data.velocity:
@@ -285,14 +342,23 @@ class ConvRollVAE(_RollVAE):
             raise ConfigError(f"config {config.name}: conv_dims must be 1 or 2")
         if m.kernel_size % 2 == 0:
             raise ConfigError(f"config {config.name}: kernel_size must be odd")
+        if m.duration_features > 0 and m.context_steps > 0:
+            raise ConfigError(
+                f"config {config.name}: note durations and a causal context do not combine"
+            )
+        # output planes per row: onset, sustain (with durations: held from before), velocity,
+        # then the duration features
+        self.out_planes = d.planes + m.duration_features
         stages = len(m.conv_channels)
         self.multiple = 2**stages  # padded sizes halve exactly at every stage
         self.group_height = max(d.group_rows)
         if m.conv_dims == 2:
             in_channels = len(d.group_rows) * d.planes
+            out_channels = len(d.group_rows) * self.out_planes
             padded = (_round_up(self.group_height, self.multiple),)
         else:
             in_channels = d.rows * d.planes
+            out_channels = d.rows * self.out_planes
             padded = ()
         padded += (_round_up(d.window_steps, self.multiple),)
         self.smallest = (m.conv_channels[-1], *(size // self.multiple for size in padded))
@@ -336,7 +402,7 @@ class ConvRollVAE(_RollVAE):
             ]
 
         deconv = nn.ConvTranspose2d if m.conv_dims == 2 else nn.ConvTranspose1d
-        sizes = [*reversed(m.conv_channels), in_channels]
+        sizes = [*reversed(m.conv_channels), out_channels]
         ups: list[nn.Module] = []
         for i, (size_in, size_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
             k = m.kernel_size
@@ -344,11 +410,16 @@ class ConvRollVAE(_RollVAE):
             if i < len(sizes) - 2:
                 ups.append(nn.ReLU())
         nn.init.constant_(ups[-1].bias, OUTPUT_BIAS)
+        with torch.no_grad():  # channels are (group or row, plane): features start unbiased
+            ups[-1].bias[torch.arange(out_channels) % self.out_planes >= d.planes] = 0.0
         self.decoder = nn.Sequential(*z_in, *ups)
         self.context: CausalContext | None = None
         if m.context_steps > 0:
             self.context = CausalContext(d.rows, d.planes, m.context_steps, m.hidden_size)
             self.teacher_forced = True
+        self.durations: DurationHead | None = None
+        if m.duration_features > 0:
+            self.durations = DurationHead(m.duration_features, d.window_steps, m.hidden_size)
 
     def encoder(self, x: torch.Tensor) -> torch.Tensor:
         """float [batch, steps, rows, planes] -> [batch, hidden_size], or with a local latent
@@ -374,9 +445,10 @@ class ConvRollVAE(_RollVAE):
         return F.pad(grid, (0, pad_steps, 0, pad_height))
 
     def _from_grid(self, y: torch.Tensor) -> torch.Tensor:
-        """The inverse of `_to_grid`, cropping the padding: -> [batch, steps, rows, planes]."""
+        """The inverse of `_to_grid` for the decoder's output planes, cropping the padding:
+        -> [batch, steps, rows, out_planes]."""
         d = self.data
-        batch, steps, planes = len(y), d.window_steps, d.planes
+        batch, steps, planes = len(y), d.window_steps, self.out_planes
         if self.config.model.conv_dims == 1:
             return y[..., :steps].reshape(batch, d.rows, planes, steps).permute(0, 3, 1, 2)
         groups = len(d.group_rows)
@@ -385,8 +457,93 @@ class ConvRollVAE(_RollVAE):
         grid = grid.permute(0, 4, 1, 3, 2)  # [batch, steps, groups, height, planes]
         return torch.cat([grid[:, :, g, :rows] for g, rows in enumerate(d.group_rows)], dim=2)
 
+    def reconstruction_loss(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """With note durations, per window: the binary cross-entropy of the first step's
+        held-from-before cells and of the onset cells where no earlier note still sounds, plus
+        the cross-entropy of every note's length. logits [batch, steps, rows, out_planes],
+        x [batch, steps, rows, planes] -> [batch] nats."""
+        if self.durations is None:
+            return super().reconstruction_loss(logits, x)
+        starts, durations = note_starts(x)
+        busy = paint_sustain(starts, durations).bool() & ~starts  # onsets cannot happen
+        busy[:, 0] |= starts[:, 0] & (x[:, 0, :, ONSET] == 0)  # a held note comes first
+        onset = F.binary_cross_entropy_with_logits(
+            logits[..., ONSET].float(), x[..., ONSET], reduction="none"
+        )
+        held = F.binary_cross_entropy_with_logits(
+            logits[:, 0, :, SUSTAIN].float(),
+            (starts[:, 0] & (x[:, 0, :, ONSET] == 0)).float(),
+            reduction="none",
+        )
+        where = starts.nonzero(as_tuple=True)  # (window, step, row) of every note
+        features = logits[..., self.data.planes :][where].float()
+        nll = F.cross_entropy(
+            self.durations(features, where[1]), durations[where] - 1, reduction="none"
+        )
+        per_window = onset.masked_fill(busy, 0.0).flatten(1).sum(dim=1) + held.sum(dim=1)
+        return per_window.index_add(0, where[0], nll)
+
+    def draw(
+        self, logits: torch.Tensor, temperature: float, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """With note durations, step by step along every row: at the first step a note held
+        from before, then wherever the row is silent an onset, each a Bernoulli cell; every
+        note drawn gets one length from its categorical at temperature T (the most likely when
+        T <= 0), and its row stays busy that long."""
+        planes = self.data.planes
+        cells = draw_cells(logits[..., :planes], temperature, generator)
+        if self.durations is None:
+            return cells
+        onsets = torch.zeros_like(cells[..., ONSET])
+        sustain = torch.zeros_like(onsets)
+        remaining = torch.zeros_like(onsets[:, 0])
+        for t in range(cells.shape[1]):
+            onsets[:, t] = cells[:, t, :, ONSET] * (remaining == 0)
+            starts = onsets[:, t] > 0
+            if t == 0:
+                held = cells[:, 0, :, SUSTAIN] > 0
+                onsets[:, 0] *= ~held
+                starts = held | (onsets[:, 0] > 0)
+            where = starts.nonzero(as_tuple=True)
+            features = logits[:, t, :, planes:][where].float()
+            step = torch.full((len(features),), t, dtype=torch.long)
+            remaining[where] = self._draw_lengths(features, step, temperature, generator)
+            sustain[:, t] = (remaining > 0).long()
+            remaining = (remaining - 1).clamp(min=0)
+        cells[..., ONSET] = onsets
+        cells[..., SUSTAIN] = sustain
+        if cells.shape[-1] > VELOCITY:
+            cells[..., VELOCITY] *= onsets
+        return cells
+
+    def _draw_lengths(
+        self,
+        features: torch.Tensor,
+        step: torch.Tensor,
+        temperature: float,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Note lengths long [notes] in steps, from features [notes, features] at `step`."""
+        logits = self.durations(features, step)
+        if temperature <= 0 or not len(logits):
+            return logits.argmax(dim=-1) + 1
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0] + 1
+
+    def training_logits(self, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """With `duration_noise` s > 0, the duration features come from a second decoding of
+        z + s * N(0, I): the lengths are learnt from latents off the training ones too, so
+        they stay right for the latents the prior draws."""
+        logits = self.decode_logits(z, x)
+        noise = self.config.model.duration_noise
+        if self.durations is None or noise <= 0:
+            return logits
+        noisy = self.decode_logits(z + noise * torch.randn_like(z), x)
+        planes = self.data.planes
+        return torch.cat([logits[..., :planes], noisy[..., planes:]], dim=-1)
+
     def decode_logits(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        """z [batch, z_size] -> logits [batch, steps, rows, planes]. With a causal context,
+        """z [batch, z_size] -> logits [batch, steps, rows, out_planes]. With a causal context,
         every frame's logits also read the `context_steps` true frames of x (float, the same
         shape) before it, zeros before the first (teacher forcing); otherwise x is not read."""
         logits = self._from_grid(self.decoder(z))
@@ -411,7 +568,7 @@ class ConvRollVAE(_RollVAE):
         (`first_frame`, int [batch, rows * planes] as stored, stands before the first)."""
         logits = self._from_grid(self.decoder(z))
         if self.context is None:
-            return draw_cells(logits, temperature, generator), logits
+            return self.draw(logits, temperature, generator), logits
         batch, steps, rows, planes = logits.shape
         history = logits.new_zeros(batch, rows * planes, self.context.steps)
         if first_frame is not None:
@@ -437,6 +594,8 @@ class RecurrentRollVAE(_RollVAE):
     def __init__(self, config: Config):
         super().__init__(config)
         m, d = config.model, self.data
+        if m.duration_features > 0:
+            raise ConfigError(f"config {config.name}: note durations are for roll_conv models")
         self.frame_size = d.rows * d.planes
         self.lstm_encoder = BidirectionalLstmEncoder(self.frame_size, m.encoder_sizes)
         self.posterior = GaussianHead(self.lstm_encoder.output_size, m.z_size)
@@ -514,6 +673,24 @@ class CausalContext(nn.Module):
             [cells[:, :, :SUSTAIN], sustain[:, :, None], cells[:, :, SUSTAIN + 1 :]], 2
         )
         return cells.reshape(logits.shape)
+
+
+class DurationHead(nn.Module):
+    """Logits over a note's length, 1 to `steps` steps, from the duration features of the cell
+    where it starts; lengths past the window's end are impossible.
+
+    features float [notes, features], step long [notes] (where each starts) ->
+    [notes, steps]."""
+
+    def __init__(self, features: int, steps: int, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(features, hidden), nn.ReLU(), nn.Linear(hidden, steps))
+        self.steps = steps
+
+    def forward(self, features: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+        logits = self.net(features)
+        beyond = torch.arange(self.steps, device=step.device) >= (self.steps - step)[:, None]
+        return logits.masked_fill(beyond, float("-inf"))
 
 
 class PositionwiseGaussian(nn.Module):
