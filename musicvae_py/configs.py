@@ -641,9 +641,8 @@ class RollModelConfig:
     note starts gives that many features to a small network with a categorical over the note's
     length, so a note is drawn whole instead of held step by step; in training those features
     come from z plus N(0, `duration_noise`^2 I) noise, so the lengths stay right for latents
-    away from the training ones. roll_rnn: a
-    bidirectional LSTM over frames (`encoder_sizes` per direction) and an autoregressive LSTM
-    over frames (`decoder_sizes`).
+    away from the training ones. roll_rnn: a bidirectional LSTM over frames (`encoder_sizes`
+    per direction) and an autoregressive LSTM over frames (`decoder_sizes`).
     """
 
     architecture: str = "roll_conv"  # roll_conv | roll_rnn

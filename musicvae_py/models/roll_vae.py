@@ -465,15 +465,14 @@ class ConvRollVAE(_RollVAE):
         if self.durations is None:
             return super().reconstruction_loss(logits, x)
         starts, durations = note_starts(x)
+        held_from_before = starts[:, 0] & (x[:, 0, :, ONSET] == 0)
         busy = paint_sustain(starts, durations).bool() & ~starts  # onsets cannot happen
-        busy[:, 0] |= starts[:, 0] & (x[:, 0, :, ONSET] == 0)  # a held note comes first
+        busy[:, 0] |= held_from_before  # a held note comes before any onset
         onset = F.binary_cross_entropy_with_logits(
             logits[..., ONSET].float(), x[..., ONSET], reduction="none"
         )
         held = F.binary_cross_entropy_with_logits(
-            logits[:, 0, :, SUSTAIN].float(),
-            (starts[:, 0] & (x[:, 0, :, ONSET] == 0)).float(),
-            reduction="none",
+            logits[:, 0, :, SUSTAIN].float(), held_from_before.float(), reduction="none"
         )
         where = starts.nonzero(as_tuple=True)  # (window, step, row) of every note
         features = logits[..., self.data.planes :][where].float()
